@@ -1,0 +1,335 @@
+//! The token endpoint, spoken as Codex speaks it: the JSON refresh request, the response, the
+//! permanent/transient classification of failures, and best-effort revocation.
+//!
+//! The client knows nothing about files; the manager decides what to do with what it returns.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ReloginReason;
+use crate::secret::Secret;
+
+/// Codex's OAuth client id.
+pub const DEFAULT_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
+/// Codex's token endpoint.
+pub const DEFAULT_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
+/// Overrides the token endpoint URL (full URL), as in Codex.
+pub const TOKEN_URL_ENV: &str = "CODEX_REFRESH_TOKEN_URL_OVERRIDE";
+/// Overrides the client id, as in Codex.
+pub const CLIENT_ID_ENV: &str = "CODEX_APP_SERVER_LOGIN_CLIENT_ID";
+
+/// Error codes that mean the refresh token is dead: never retried with the same token.
+const PERMANENT_CODES: [&str; 4] = [
+    "refresh_token_expired",
+    "refresh_token_reused",
+    "refresh_token_invalidated",
+    "invalid_grant",
+];
+
+/// Where and how to reach the authority. Every setter states its default.
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    token_url: String,
+    client_id: String,
+    request_timeout: Duration,
+}
+
+impl Default for AuthorityConfig {
+    fn default() -> Self {
+        Self {
+            token_url: DEFAULT_TOKEN_URL.into(),
+            client_id: DEFAULT_CLIENT_ID.into(),
+            request_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl AuthorityConfig {
+    /// The defaults, with `CODEX_REFRESH_TOKEN_URL_OVERRIDE` and
+    /// `CODEX_APP_SERVER_LOGIN_CLIENT_ID` applied when set and non-empty.
+    pub fn from_env() -> Self {
+        let mut config = Self::default();
+        if let Some(url) = std::env::var(TOKEN_URL_ENV).ok().filter(|v| !v.is_empty()) {
+            config.token_url = url;
+        }
+        if let Some(id) = std::env::var(CLIENT_ID_ENV).ok().filter(|v| !v.is_empty()) {
+            config.client_id = id;
+        }
+        config
+    }
+
+    /// The token endpoint. Default: `https://auth.openai.com/oauth/token`.
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = url.into();
+        self
+    }
+
+    /// The OAuth client id. Default: Codex's.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// The timeout of one token request; keep it shorter than the lock deadline. Default: 20 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The configured timeout.
+    pub fn timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// The configured token endpoint.
+    pub fn url(&self) -> &str {
+        &self.token_url
+    }
+
+    /// The revocation endpoint: the token endpoint with its last path segment replaced by
+    /// `revoke`.
+    pub fn revoke_url(&self) -> String {
+        match self.token_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/revoke"),
+            None => self.token_url.clone(),
+        }
+    }
+}
+
+/// New tokens from a successful refresh. A missing field keeps its old value.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TokenResponse {
+    /// A new id token.
+    pub id_token: Option<Secret>,
+    /// A new access token.
+    pub access_token: Option<Secret>,
+    /// A new refresh token; absent means the old one stays valid (RFC 6749 §6).
+    pub refresh_token: Option<Secret>,
+}
+
+/// Why a refresh failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshFailure {
+    /// The refresh token is dead; the user must log in again.
+    #[error("the authority rejected the refresh token (HTTP {status}, {code})")]
+    Permanent {
+        /// What the authority said, mapped.
+        reason: ReloginReason,
+        /// The HTTP status.
+        status: u16,
+        /// The error code, or `none`.
+        code: String,
+    },
+    /// Retry later.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Talks to the token endpoint.
+#[derive(Debug, Clone)]
+pub struct TokenClient {
+    http: reqwest::Client,
+    config: AuthorityConfig,
+}
+
+impl TokenClient {
+    /// A client for `config`.
+    ///
+    /// # Errors
+    /// A message when the TLS stack cannot be initialised.
+    pub fn new(config: AuthorityConfig) -> Result<Self, String> {
+        // reqwest is built without a default crypto provider (ring builds in half the time of
+        // aws-lc-rs); installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout)
+            .user_agent(concat!("authstore/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { http, config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.config
+    }
+
+    /// Spends `refresh_token` for new tokens.
+    ///
+    /// # Errors
+    /// [`RefreshFailure::Permanent`] for HTTP 401 or a dead-token error code;
+    /// [`RefreshFailure::Transient`] for network errors, timeouts, other statuses and an
+    /// unparseable success body.
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<TokenResponse, RefreshFailure> {
+        let body = json!({
+            "client_id": self.config.client_id,
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.expose(),
+        });
+        let response = self
+            .http
+            .post(&self.config.token_url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RefreshFailure::Transient(describe_network_error(&e)))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RefreshFailure::Transient(describe_network_error(&e)))?;
+        classify(status, &bytes)
+    }
+
+    /// Revokes `refresh_token`, best effort: failures are reported for logging only.
+    ///
+    /// # Errors
+    /// A description of what failed (never the token).
+    pub async fn revoke(&self, refresh_token: &Secret) -> Result<(), String> {
+        let body = json!({
+            "token": refresh_token.expose(),
+            "token_type_hint": "refresh_token",
+            "client_id": self.config.client_id,
+        });
+        let response = self
+            .http
+            .post(self.config.revoke_url())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| describe_network_error(&e))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("revocation answered HTTP {}", response.status()))
+        }
+    }
+}
+
+/// Classifies a token endpoint answer (SPEC §3).
+pub fn classify(status: u16, body: &[u8]) -> Result<TokenResponse, RefreshFailure> {
+    if (200..300).contains(&status) {
+        return serde_json::from_slice(body).map_err(|_| {
+            RefreshFailure::Transient(format!(
+                "the token endpoint answered HTTP {status} with a body that is not a token response"
+            ))
+        });
+    }
+    let code = error_code(body);
+    let permanent_code = code
+        .as_deref()
+        .filter(|c| PERMANENT_CODES.contains(c))
+        .is_some();
+    if status == 401 || permanent_code {
+        let reason = match code.as_deref() {
+            Some("refresh_token_expired") => ReloginReason::Expired,
+            Some("refresh_token_reused") => ReloginReason::Reused,
+            Some("refresh_token_invalidated") => ReloginReason::Revoked,
+            _ => ReloginReason::Rejected,
+        };
+        return Err(RefreshFailure::Permanent {
+            reason,
+            status,
+            code: code.unwrap_or_else(|| "none".into()),
+        });
+    }
+    Err(RefreshFailure::Transient(match code {
+        Some(code) => format!("the token endpoint answered HTTP {status} ({code})"),
+        None => format!("the token endpoint answered HTTP {status}"),
+    }))
+}
+
+/// `error.code` when `error` is an object, else `error` when it is a string, else `code`;
+/// lower-cased. Only short, plain codes are kept, so that a body echoing a token cannot leak it.
+fn error_code(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let code = match value.get("error") {
+        Some(Value::Object(error)) => error.get("code")?.as_str(),
+        Some(Value::String(code)) => Some(code.as_str()),
+        _ => value.get("code")?.as_str(),
+    }?;
+    let plain = code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    plain.then(|| code.to_ascii_lowercase())
+}
+
+fn describe_network_error(error: &reqwest::Error) -> String {
+    // reqwest's Display includes the URL (ours, never a token) and the cause.
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    let mut message = format!("the token request {kind}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::unauthorized_without_code(401, r#"{}"#, Some(ReloginReason::Rejected))]
+    #[case::reused_object(
+        400,
+        r#"{"error":{"code":"refresh_token_reused"}}"#,
+        Some(ReloginReason::Reused)
+    )]
+    #[case::expired_string(
+        400,
+        r#"{"error":"refresh_token_expired"}"#,
+        Some(ReloginReason::Expired)
+    )]
+    #[case::invalidated_top_level_code(
+        403,
+        r#"{"code":"REFRESH_TOKEN_INVALIDATED"}"#,
+        Some(ReloginReason::Revoked)
+    )]
+    #[case::invalid_grant(400, r#"{"error":"invalid_grant"}"#, Some(ReloginReason::Rejected))]
+    #[case::server_error(500, r#"{"error":"server_error"}"#, None)]
+    #[case::bad_request_other_code(400, r#"{"error":"invalid_request"}"#, None)]
+    #[case::bad_gateway_html(502, "<html>", None)]
+    #[case::too_many_requests(429, "", None)]
+    fn failures_are_classified(
+        #[case] status: u16,
+        #[case] body: &str,
+        #[case] permanent: Option<ReloginReason>,
+    ) {
+        match (classify(status, body.as_bytes()), permanent) {
+            (Err(RefreshFailure::Permanent { reason, .. }), Some(expected)) => {
+                assert_eq!(reason, expected)
+            }
+            (Err(RefreshFailure::Transient(_)), None) => {}
+            (other, _) => panic!("unexpected classification: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unparseable_success_is_transient_and_missing_fields_are_kept_out() {
+        assert!(matches!(
+            classify(200, b"<html>not json"),
+            Err(RefreshFailure::Transient(_))
+        ));
+        let response = classify(200, br#"{"access_token":"a"}"#).unwrap();
+        assert!(response.refresh_token.is_none() && response.id_token.is_none());
+    }
+
+    #[test]
+    fn revoke_url_sits_next_to_the_token_url() {
+        let config = AuthorityConfig::default().token_url("http://127.0.0.1:9/oauth/token");
+        assert_eq!(config.revoke_url(), "http://127.0.0.1:9/oauth/revoke");
+    }
+}

@@ -1,0 +1,279 @@
+//! The `auth.json` model, compatible with the file Codex reads and writes.
+//!
+//! Every field this version does not know, at the top level or inside `tokens`, is kept and
+//! written back unchanged: Codex drops unknown fields, authstore must not. For the same reason
+//! nothing of authstore's own is ever stored in the document.
+
+mod claims;
+mod freshness;
+
+use std::time::SystemTime;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use claims::{IdClaims, access_token_expiry, jwt_payload, unsigned_jwt};
+pub use freshness::Freshness;
+
+use crate::secret::Secret;
+
+/// Files larger than this are refused as invalid: no credentials file is this big, and a reader
+/// must not be made to load an arbitrary amount of memory.
+pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
+
+/// The contents of `auth.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthDocument {
+    /// `"chatgpt"`, `"apikey"`, or anything else, kept as-is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_mode: Option<String>,
+    /// Always written, `null` when absent, as Codex does.
+    #[serde(rename = "OPENAI_API_KEY", default)]
+    pub openai_api_key: Option<Secret>,
+    /// The OAuth tokens; absent when logged in with an API key only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+    /// When the tokens were last refreshed: RFC 3339, UTC, kept verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh: Option<String>,
+    /// Top-level fields this version does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The `tokens` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// A JWT describing the user (claims read, never verified).
+    pub id_token: Secret,
+    /// A JWT sent to resource servers; its `exp` decides staleness.
+    pub access_token: Secret,
+    /// Spent on refresh; rotating authorities accept each one once.
+    pub refresh_token: Secret,
+    /// The workspace account, always written (`null` when unknown).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    /// Fields of `tokens` this version does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Who a document belongs to, as far as it says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `tokens.account_id`, falling back to the id token's account claim.
+    pub account_id: Option<String>,
+    /// The id token's user claim.
+    pub user_id: Option<String>,
+}
+
+/// Why bytes are not a valid `auth.json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// Over [`MAX_DOCUMENT_BYTES`].
+    #[error("larger than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge,
+    /// Not UTF-8.
+    #[error("not UTF-8 text")]
+    NotUtf8,
+    /// Not a JSON object of the expected shape; the text says where.
+    #[error("{0}")]
+    Shape(String),
+}
+
+impl AuthDocument {
+    /// Parses and validates `auth.json` bytes.
+    ///
+    /// # Errors
+    /// [`DocumentError`] when the bytes are too large, not UTF-8, not JSON, not an object, or
+    /// have a known field of the wrong type (including a `last_refresh` that is not RFC 3339).
+    pub fn parse(bytes: &[u8]) -> Result<Self, DocumentError> {
+        if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+            return Err(DocumentError::TooLarge);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| DocumentError::NotUtf8)?;
+        let value: Value = serde_json::from_str(text).map_err(|e| shape_error(&e))?;
+        if !value.is_object() {
+            return Err(DocumentError::Shape(format!(
+                "expected a JSON object, found {}",
+                json_kind(&value)
+            )));
+        }
+        let document: AuthDocument = serde_json::from_value(value).map_err(|e| shape_error(&e))?;
+        if let Some(stamp) = &document.last_refresh
+            && DateTime::parse_from_rfc3339(stamp).is_err()
+        {
+            return Err(DocumentError::Shape(
+                "last_refresh is not an RFC 3339 timestamp".into(),
+            ));
+        }
+        Ok(document)
+    }
+
+    /// The document as Codex writes it: pretty JSON, two-space indentation, no trailing newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain strings and JSON values into a Vec cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// The owner of these tokens, as far as the document says.
+    pub fn identity(&self) -> Identity {
+        let Some(tokens) = &self.tokens else {
+            return Identity::default();
+        };
+        let claims = IdClaims::from_jwt(tokens.id_token.expose());
+        Identity {
+            account_id: tokens
+                .account_id
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or(claims.account_id),
+            user_id: claims.user_id,
+        }
+    }
+
+    /// The id token's claims (all unknown without tokens).
+    pub fn id_claims(&self) -> IdClaims {
+        self.tokens
+            .as_ref()
+            .map(|t| IdClaims::from_jwt(t.id_token.expose()))
+            .unwrap_or_default()
+    }
+
+    /// The access token's `exp`, when readable.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        access_token_expiry(self.tokens.as_ref()?.access_token.expose())
+    }
+
+    /// `last_refresh`, parsed.
+    pub fn last_refresh_time(&self) -> Option<SystemTime> {
+        let stamp = DateTime::parse_from_rfc3339(self.last_refresh.as_deref()?).ok()?;
+        Some(stamp.with_timezone(&Utc).into())
+    }
+
+    /// Whether the tokens need a refresh at `now` (see [`Freshness`]). A document without
+    /// tokens (API key only) is never stale: there is nothing to refresh.
+    pub fn is_stale(&self, now: SystemTime, freshness: &Freshness) -> bool {
+        self.tokens.is_some()
+            && freshness.is_stale(self.expires_at(), self.last_refresh_time(), now)
+    }
+
+    /// Whether both documents hold the same credentials (tokens and API key); fields that are
+    /// not credentials do not count.
+    pub fn same_credentials(&self, other: &AuthDocument) -> bool {
+        self.tokens == other.tokens && self.openai_api_key == other.openai_api_key
+    }
+
+    /// The refresh token, if any.
+    pub fn refresh_token(&self) -> Option<&Secret> {
+        self.tokens.as_ref().map(|t| &t.refresh_token)
+    }
+
+    /// The access token, if any.
+    pub fn access_token(&self) -> Option<&Secret> {
+        self.tokens.as_ref().map(|t| &t.access_token)
+    }
+}
+
+/// Formats `now` the way `last_refresh` is written: RFC 3339, UTC, with `Z`.
+pub fn format_timestamp(now: SystemTime) -> String {
+    DateTime::<Utc>::from(now).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn shape_error(error: &serde_json::Error) -> DocumentError {
+    // serde_json's messages name the field and position but never echo string values, so they
+    // cannot leak a token.
+    DocumentError::Shape(error.to_string())
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "auth_mode": "chatgpt",
+            "OPENAI_API_KEY": null,
+            "tokens": {
+                "id_token": unsigned_jwt(&json!({"https://api.openai.com/auth": {"chatgpt_account_id": "acct-1", "chatgpt_user_id": "user-1"}})),
+                "access_token": unsigned_jwt(&json!({"exp": 2_000_000_000u64})),
+                "refresh_token": "rt-1",
+                "account_id": "acct-1",
+                "x_inner": [1, 2]
+            },
+            "last_refresh": "2026-11-29T14:00:00.123456Z",
+            "x_top": {"kept": true}
+        })
+    }
+
+    #[test]
+    fn round_trip_keeps_unknown_fields_and_codex_layout() {
+        let text = serde_json::to_string_pretty(&sample()).unwrap();
+        let document = AuthDocument::parse(text.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(document.to_json()).unwrap(), text);
+        assert_eq!(
+            document.identity(),
+            Identity {
+                account_id: Some("acct-1".into()),
+                user_id: Some("user-1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn api_key_is_always_written_and_account_id_too() {
+        let document = AuthDocument::parse(
+            br#"{"tokens":{"id_token":"a","access_token":"b","refresh_token":"c"}}"#,
+        )
+        .unwrap();
+        let written: Value = serde_json::from_slice(&document.to_json()).unwrap();
+        assert_eq!(written["OPENAI_API_KEY"], Value::Null);
+        assert_eq!(written["tokens"]["account_id"], Value::Null);
+    }
+
+    #[test]
+    fn invalid_shapes_are_refused_with_a_reason() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"{",
+            b"null",
+            b"[]",
+            b"\"x\"",
+            b"\xff\xfe",
+            br#"{"tokens": 5}"#,
+            br#"{"tokens": {"id_token": "a", "access_token": "b"}}"#,
+            br#"{"OPENAI_API_KEY": 7}"#,
+            br#"{"last_refresh": "yesterday"}"#,
+        ];
+        for bytes in cases {
+            assert!(AuthDocument::parse(bytes).is_err(), "{bytes:?}");
+        }
+        let nested = "[".repeat(10_000);
+        assert!(AuthDocument::parse(nested.as_bytes()).is_err());
+        let big = vec![b' '; MAX_DOCUMENT_BYTES as usize + 1];
+        assert_eq!(AuthDocument::parse(&big), Err(DocumentError::TooLarge));
+    }
+
+    #[test]
+    fn shape_errors_do_not_echo_token_values() {
+        let error = AuthDocument::parse(
+            br#"{"tokens":{"id_token":"secret-id","access_token":"secret-at","refresh_token":5}}"#,
+        )
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(!message.contains("secret-"), "{message}");
+    }
+}

@@ -1,0 +1,192 @@
+//! The durable atomic write: temp file in the same directory (created exclusively, 0600), write,
+//! fsync the file, rename over the target, fsync the directory.
+//!
+//! A crash at any step leaves the old file or the new one, whole. What is *not* promised: a
+//! temporary file may be left behind by a crash (the next writer holding the lock removes it),
+//! and a reader that opened the old file keeps reading the old contents.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::sys;
+use crate::error::{Error, Result};
+
+/// How many symlinks are followed before giving up (the kernel's own limit on Linux).
+const MAX_SYMLINKS: usize = 40;
+
+/// Where writes to `path` must go: `path` itself, or the final target of its symlinks, so that
+/// a symlinked `auth.json` stays a symlink.
+pub(crate) fn resolve_target(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_owned();
+    for _ in 0..MAX_SYMLINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&current)
+                    .map_err(|e| Error::io("read the symlink", &current, e))?;
+                current = match current.parent() {
+                    Some(parent) if link.is_relative() => parent.join(link),
+                    _ => link,
+                };
+            }
+            Ok(_) => return Ok(current),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),
+            Err(e) => return Err(Error::io("inspect", &current, e)),
+        }
+    }
+    Err(Error::io(
+        "resolve",
+        path,
+        io::Error::other("too many levels of symbolic links"),
+    ))
+}
+
+/// The prefix and suffix of our temporary files next to `target`.
+fn temp_affixes(target: &Path) -> (String, &'static str) {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "auth.json".into());
+    (format!(".{name}."), ".tmp")
+}
+
+/// Writes `bytes` to `target` (already resolved) durably and atomically. The caller holds the
+/// locks, so any temporary file of ours in the directory is a crashed writer's and is removed.
+pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_dir(target);
+    remove_stale_temp_files(target);
+    let (prefix, suffix) = temp_affixes(target);
+    let mut temp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create a temporary file in", dir, e))?;
+    sys::make_private(temp.as_file())
+        .map_err(|e| Error::io("restrict permissions of", temp.path(), e))?;
+    failpoint("after-create");
+    temp.write_all(bytes)
+        .map_err(|e| Error::io("write the temporary file", temp.path(), e))?;
+    failpoint("after-write");
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("fsync the temporary file", temp.path(), e))?;
+    failpoint("after-fsync");
+    // On failure the temporary file is handed back and removed when dropped.
+    temp.persist(target)
+        .map_err(|e| Error::io("rename the temporary file over", target, e.error))?;
+    failpoint("after-rename");
+    sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
+    failpoint("after-dir-fsync");
+    Ok(())
+}
+
+/// Removes `target` (already resolved) and makes the removal durable.
+pub(crate) fn remove_durably(target: &Path) -> Result<bool> {
+    match fs::remove_file(target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("remove", target, e)),
+    }
+    let dir = parent_dir(target);
+    sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
+    Ok(true)
+}
+
+fn parent_dir(target: &Path) -> &Path {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes temporary files a crashed writer left next to `target`. Best effort.
+pub(crate) fn remove_stale_temp_files(target: &Path) {
+    let (prefix, suffix) = temp_affixes(target);
+    let Ok(entries) = fs::read_dir(parent_dir(target)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(suffix) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(path = %entry.path().display(), "removed a stale temporary file")
+                }
+                Err(error) => {
+                    tracing::debug!(path = %entry.path().display(), %error, "could not remove a stale temporary file")
+                }
+            }
+        }
+    }
+}
+
+/// Test-only crash injection: with the `failpoints` feature, `AUTHSTORE_FAILPOINT=<step>` kills
+/// the process with SIGKILL at that step of the write. Compiled out otherwise.
+#[cfg(feature = "failpoints")]
+fn failpoint(step: &str) {
+    if std::env::var("AUTHSTORE_FAILPOINT").is_ok_and(|wanted| wanted == step) {
+        #[cfg(unix)]
+        // SAFETY: kill(2) with our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+fn failpoint(_step: &str) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    #[test]
+    fn writes_through_a_symlink_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        fs::create_dir(&real_dir).unwrap();
+        let link = dir.path().join("auth.json");
+        symlink("real/auth.json", &link).unwrap();
+        let target = resolve_target(&link).unwrap();
+        write_atomically(&target, b"{}").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(real_dir.join("auth.json")).unwrap(), b"{}");
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn removes_stale_temp_files_and_only_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("auth.json");
+        fs::write(dir.path().join(".auth.json.abc123.tmp"), "torn").unwrap();
+        fs::write(dir.path().join("other.tmp"), "keep").unwrap();
+        write_atomically(&target, b"{}").unwrap();
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["auth.json", "other.tmp"]);
+    }
+
+    #[test]
+    fn loose_permissions_become_private_after_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("auth.json");
+        fs::write(&target, "{}").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        write_atomically(&target, b"{ }").unwrap();
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
