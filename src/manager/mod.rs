@@ -389,6 +389,15 @@ impl AuthManager {
         cache.snapshot.clone()
     }
 
+    /// The cached snapshot regardless of the dirty flag, unless another identity took over.
+    fn cached_snapshot(&self) -> Option<Arc<AuthSnapshot>> {
+        let cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.identity_changed {
+            return None;
+        }
+        cache.snapshot.clone()
+    }
+
     /// Re-reads the disk (no lock) and updates the cache, refusing another identity.
     fn reload(&self) -> Result<Arc<AuthSnapshot>> {
         self.inner.signal.dirty.store(false, Ordering::Release);
@@ -452,8 +461,9 @@ impl AuthManager {
         let _flight = self.inner.flight.lock().await;
         let now = self.inner.clock.now();
 
-        // Another task of this process may have finished the work while this one waited.
-        if let Some(current) = self.cached_if_unchanged()
+        // Another task of this process may have finished the work while this one waited. Its
+        // result is in the cache (possibly marked dirty by the watch seeing its own write).
+        if let Some(current) = self.cached_snapshot()
             && !Arc::ptr_eq(&current, &held)
             && decide(
                 &held.document,

@@ -65,6 +65,8 @@ impl DirectoryWatch {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 match event {
+                    // Reads (ours included) are not changes; counting them would loop.
+                    Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
                     Ok(event) => {
                         let concerns_auth = event
                             .paths

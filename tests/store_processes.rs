@@ -1,0 +1,118 @@
+//! Real processes contending for the transaction lock: no update is lost.
+//!
+//! The test binary re-executes itself as the worker (`worker_entry` does nothing unless
+//! `AUTHSTORE_TEST_WORKER_HOME` is set), so each worker is a separate OS process.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use authstore::store::{FileStore, StoreOptions};
+use serde_json::json;
+
+const WORKER_ENV: &str = "AUTHSTORE_TEST_WORKER_HOME";
+const CYCLES_ENV: &str = "AUTHSTORE_TEST_WORKER_CYCLES";
+
+#[tokio::test]
+async fn worker_entry() {
+    let (Ok(home), Ok(cycles)) = (std::env::var(WORKER_ENV), std::env::var(CYCLES_ENV)) else {
+        return;
+    };
+    let cycles: u64 = cycles.parse().unwrap();
+    let store = FileStore::new(
+        home,
+        StoreOptions::default().lock_deadline(Duration::from_secs(60)),
+    );
+    for _ in 0..cycles {
+        let mut transaction = store.begin().await.unwrap();
+        let mut document = transaction.read().unwrap().expect("auth.json exists");
+        let counter = document.extra["x_counter"].as_u64().unwrap();
+        // Widen the window in which an unlocked read-modify-write would lose an update.
+        tokio::task::yield_now().await;
+        document
+            .extra
+            .insert("x_counter".into(), json!(counter + 1));
+        transaction.write(&document).unwrap();
+    }
+}
+
+#[test]
+fn processes_doing_locked_read_modify_write_cycles_lose_no_update() {
+    const PROCESSES: u64 = 8;
+    const CYCLES: u64 = 25;
+    let home = tempfile::tempdir().unwrap();
+    let mut initial =
+        common::document_json(common::ALICE, 1, std::time::SystemTime::now(), 3600, true);
+    initial["x_counter"] = json!(0);
+    common::write_auth(home.path(), &initial);
+
+    let exe = std::env::current_exe().unwrap();
+    let workers: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            Command::new(&exe)
+                .args(["--exact", "worker_entry", "--test-threads", "1"])
+                .env(WORKER_ENV, home.path())
+                .env(CYCLES_ENV, CYCLES.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut worker in workers {
+        let status = wait_bounded(&mut worker, Duration::from_secs(120));
+        assert!(status.success(), "worker failed: {status}");
+    }
+
+    let disk = common::read_auth(home.path()).unwrap();
+    assert_eq!(disk["x_counter"], json!(PROCESSES * CYCLES));
+    // Unknown fields and tokens survived every cycle.
+    assert_eq!(disk["x_custom"], initial["x_custom"]);
+    assert_eq!(disk["tokens"], initial["tokens"]);
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn wait_bounded(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("worker did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_lock_files_are_private_and_survive_transactions() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let store = FileStore::new(home.path(), StoreOptions::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut transaction = store.begin().await.unwrap();
+        let document = common::document(common::ALICE, 1, std::time::SystemTime::now(), 3600);
+        transaction.write(&document).unwrap();
+    });
+    for name in ["auth.lock", "auth.json.lock", "auth.json"] {
+        let mode = std::fs::metadata(home.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    // The holder note is cleared on release.
+    assert_eq!(store.lock_holder(), None);
+}
