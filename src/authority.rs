@@ -143,7 +143,12 @@ impl TokenClient {
         // reqwest is built without a default crypto provider (ring builds in half the time of
         // aws-lc-rs); installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if points_at_loopback(&config.token_url) {
+            // A local authority (tests, the embedded simulator) is never reached through a proxy.
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
             .user_agent(concat!("authstore/", env!("CARGO_PKG_VERSION")))
@@ -207,6 +212,18 @@ impl TokenClient {
             Err(format!("revocation answered HTTP {}", response.status()))
         }
     }
+}
+
+fn points_at_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    })
 }
 
 /// Classifies a token endpoint answer (SPEC §3).

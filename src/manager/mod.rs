@@ -6,7 +6,6 @@
 //! when another process changes `auth.json`; the next call re-reads it.
 
 mod stats;
-mod watch;
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -18,9 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast;
 
+use crate::dirwatch::{ChangeSignal, DirectoryWatch, FileStamp};
 use stats::Counters;
 pub use stats::Stats;
-use watch::{ChangeSignal, DirectoryWatch, FileStamp};
 
 use crate::authority::{AuthorityConfig, RefreshFailure, TokenClient, TokenResponse};
 use crate::clock::Clock;

@@ -1,0 +1,50 @@
+//! `authstore login --from FILE`: installs an auth document under the lock, validated first.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use authstore::document::{AuthDocument, MAX_DOCUMENT_BYTES};
+use authstore::error::Error;
+
+use super::{Cli, exit};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The auth.json document to install ("-" for standard input)
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+}
+
+pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
+    let bytes = read_source(&args.from)?;
+    let document = AuthDocument::parse(&bytes).map_err(|e| Error::InvalidFile {
+        path: args.from.clone(),
+        reason: e.to_string(),
+    })?;
+    let manager = cli.manager()?;
+    let snapshot = manager.login(document).await?;
+    let claims = snapshot.claims();
+    println!(
+        "logged in: {} written (email {}, account {})",
+        manager.auth_path().display(),
+        claims.email.as_deref().unwrap_or("unknown"),
+        snapshot.account_id().unwrap_or("unknown"),
+    );
+    Ok(exit::SUCCESS)
+}
+
+fn read_source(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    let limit = MAX_DOCUMENT_BYTES + 1;
+    let result = if path.as_os_str() == "-" {
+        std::io::stdin().take(limit).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
+    };
+    result.map_err(|source| Error::Io {
+        step: "read",
+        path: path.clone(),
+        source,
+    })?;
+    Ok(bytes)
+}

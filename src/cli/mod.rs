@@ -1,0 +1,190 @@
+//! The command-line tool: argument parsing, logging, exit codes; one file per command.
+
+#[cfg(feature = "simulator")]
+mod authority;
+mod login;
+mod logout;
+mod refresh;
+mod status;
+mod token;
+mod watch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use authstore::error::{Error, ErrorKind};
+use authstore::store::{StoreOptions, resolve_codex_home};
+use authstore::{AuthManager, ManagerOptions};
+use clap::{Parser, Subcommand};
+
+/// Exit codes (SPEC §7), stable for scripts.
+pub(crate) mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOT_LOGGED_IN: u8 = 3;
+    pub const RELOGIN_REQUIRED: u8 = 4;
+    pub const UNAVAILABLE: u8 = 5;
+    pub const INVALID_FILE: u8 = 6;
+}
+
+/// Share one Codex auth.json between many processes without ever reusing a rotated refresh
+/// token.
+#[derive(Debug, Parser)]
+#[command(name = "authstore", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// The Codex home holding auth.json [default: $CODEX_HOME, else ~/.codex]
+    #[arg(long, global = true, value_name = "DIR")]
+    codex_home: Option<PathBuf>,
+
+    /// Seconds to wait for another process's transaction before giving up (exit 5)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60.0)]
+    lock_timeout: f64,
+
+    /// Seconds to wait for the token endpoint before giving up (exit 5)
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 20.0)]
+    request_timeout: f64,
+
+    /// Run without the cross-process locks, on filesystems that cannot lock (unsafe with
+    /// concurrent processes)
+    #[arg(long, global = true)]
+    unlocked: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); AUTHSTORE_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a valid access token, refreshing it (once across all processes) when stale
+    Token(token::Args),
+    /// Refresh the tokens when stale, or now with --force
+    Refresh(refresh::Args),
+    /// Show who is logged in and when the tokens expire (never a secret)
+    Status(status::Args),
+    /// Install an auth.json document from FILE, under the lock
+    Login(login::Args),
+    /// Remove auth.json under the lock
+    Logout(logout::Args),
+    /// Print one line per change any process makes to auth.json, until interrupted
+    Watch(watch::Args),
+    /// Run the embedded token authority on loopback (rotation, reuse detection), until interrupted
+    #[cfg(feature = "simulator")]
+    Authority(authority::Args),
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("authstore: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::OTHER);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("authstore: {error}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Error> {
+    match &cli.command {
+        Command::Token(args) => token::run(&cli, args).await,
+        Command::Refresh(args) => refresh::run(&cli, args).await,
+        Command::Status(args) => status::run(&cli, args),
+        Command::Login(args) => login::run(&cli, args).await,
+        Command::Logout(args) => logout::run(&cli, args).await,
+        Command::Watch(args) => watch::run(&cli, args).await,
+        #[cfg(feature = "simulator")]
+        Command::Authority(args) => authority::run(&cli, args).await,
+    }
+}
+
+impl Cli {
+    pub(crate) fn home(&self) -> Result<PathBuf, Error> {
+        resolve_codex_home(self.codex_home.as_deref())
+    }
+
+    pub(crate) fn store_options(&self) -> Result<StoreOptions, Error> {
+        Ok(StoreOptions::default()
+            .lock_deadline(seconds("--lock-timeout", self.lock_timeout)?)
+            .unlocked(self.unlocked))
+    }
+
+    pub(crate) fn manager(&self) -> Result<AuthManager, Error> {
+        let authority = authstore::authority::AuthorityConfig::from_env()
+            .request_timeout(seconds("--request-timeout", self.request_timeout)?);
+        let options = ManagerOptions::default()
+            .store(self.store_options()?)
+            .authority(authority)
+            // A one-shot command reads the file once; a watch would only cost a thread.
+            .watch(false);
+        AuthManager::new(self.home()?, options)
+    }
+}
+
+fn seconds(option: &str, value: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| Error::InvalidInput(format!("{option} {value}: expected a number of seconds")))
+}
+
+pub(crate) fn exit_code(error: &Error) -> u8 {
+    match error.kind() {
+        ErrorKind::NotLoggedIn => exit::NOT_LOGGED_IN,
+        ErrorKind::ReloginRequired(_) => exit::RELOGIN_REQUIRED,
+        ErrorKind::LockTimeout | ErrorKind::Transient => exit::UNAVAILABLE,
+        ErrorKind::InvalidFile => exit::INVALID_FILE,
+        ErrorKind::InvalidInput => exit::USAGE,
+        ErrorKind::LockUnsupported | ErrorKind::Io => exit::OTHER,
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "authstore=warn",
+        1 => "authstore=info",
+        2 => "authstore=debug",
+        _ => "authstore=trace",
+    };
+    let filter = std::env::var("AUTHSTORE_LOG")
+        .ok()
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Formats an optional time for humans.
+pub(crate) fn when(time: Option<std::time::SystemTime>) -> String {
+    time.map(authstore::document::format_timestamp)
+        .unwrap_or_else(|| "unknown".into())
+}
