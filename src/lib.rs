@@ -1,3 +1,83 @@
+//! # authstore
+//!
+//! Many local processes (Codex CLI sessions, editor extensions, app servers) share one OAuth
+//! credentials file, `$CODEX_HOME/auth.json`. The token authority rotates refresh tokens: each
+//! one is accepted once, and a second use is rejected (`refresh_token_reused`), sometimes with
+//! the whole token family revoked. When two processes refresh at once, one of them forces the
+//! user to log in again. authstore makes every change to `auth.json` one cross-process
+//! transaction, so that this never happens.
+//!
+//! ```no_run
+//! # async fn example() -> authstore::error::Result<()> {
+//! use authstore::{AuthManager, ManagerOptions};
+//!
+//! let home = authstore::store::resolve_codex_home(None)?;
+//! let manager = AuthManager::new(home, ManagerOptions::default())?;
+//! let credentials = manager.auth().await?; // fresh, refreshed at most once across processes
+//! let _bearer = credentials.access_token(); // a `Secret`: `Debug` prints `[redacted]`
+//! // After a request made with `credentials` got HTTP 401:
+//! let _recovered = manager.unauthorized(&credentials).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## What is guaranteed
+//!
+//! Between processes that use authstore (the library or the `authstore` binary) on one Codex
+//! home, on a local filesystem:
+//!
+//! * **No rotated token is spent twice.** A refresh happens only inside the transaction lock,
+//!   after re-reading the file; a process that finds newer credentials of the same identity
+//!   adopts them instead of spending its stale refresh token.
+//! * **No newer token is lost.** Writes happen inside the same lock, merged into what the file
+//!   holds at that moment; unknown fields, at the top level and inside `tokens`, are kept.
+//! * **No torn file.** Every write is atomic (temp file, fsync, rename, fsync the directory);
+//!   a reader sees the old file or the new one, whole, and a crash leaves one of the two.
+//! * **No other user's credentials are adopted.** The guarded-adoption rule
+//!   ([`policy::identity_verdict`]) adopts only what is provably the same account and user.
+//! * **A logout stands.** A refresh that finds the file gone writes nothing.
+//! * **One refresh per process.** Inside a process, tasks that find the token stale share one
+//!   transaction (single-flight); a fresh cached token costs no system call at all.
+//!
+//! Not promised: Codex itself calls the token endpoint *before* taking its lock, so two Codex
+//! processes can still spend one token between themselves. authstore excludes Codex's commit
+//! (it takes the same locks) and recovers when Codex spent a token first, but cannot stop Codex
+//! from racing itself. A process killed after the authority rotated the token and before the
+//! rename loses that rotation: no client can close that window.
+//!
+//! ## Locking protocol
+//!
+//! `auth.lock` (the transaction lock) is held across the whole transaction: re-read, decide,
+//! network refresh, write. `auth.json.lock` (the write lock) is taken inside it, only around the
+//! file write. Both are the files Codex itself locks, so authstore and Codex exclude each other;
+//! both are created 0600 and never deleted or renamed. The locks are the operating system's
+//! advisory locks, through std's `File::lock`/`try_lock` (flock on Unix, `LockFileEx` on
+//! Windows); the kernel releases the lock of a process that dies. Waiting is bounded by a
+//! deadline that ends in [`error::Error::LockTimeout`], naming the holder. See [`store`].
+//!
+//! ## The refresh transaction
+//!
+//! Take the lock, re-read the file, then decide ([`policy::decide`], a pure function): logged
+//! out elsewhere → write nothing; another identity → write nothing, spend nothing; newer
+//! credentials of the same identity → adopt them (no network call when they are fresh); else
+//! refresh once, merge, write atomically. On `refresh_token_reused`, re-read once more and adopt
+//! a successor another process committed; otherwise the user must log in again. A refresh token
+//! the authority rejected for good is never sent again.
+//!
+//! ## Durability
+//!
+//! See [`store`]: a failed write leaves `auth.json` as it was and names the step that failed;
+//! temporary files a crashed writer left are removed by the next writer holding the lock; a
+//! symlinked `auth.json` stays a symlink and its target is replaced.
+//!
+//! ## Security
+//!
+//! Tokens are [`secret::Secret`]s: no `Display`, a redacted `Debug`. No error, log event or
+//! panic message contains one. Files, temp files and lock files are created 0600, a created
+//! home directory 0700; a looser `auth.json` comes back 0600 on the next write. JWT claims are
+//! read, never verified: this crate is not a resource server.
+#![warn(missing_docs)]
+
 pub mod authority;
 pub mod changes;
 pub mod clock;
@@ -11,4 +91,5 @@ pub mod secret;
 pub mod simulator;
 pub mod store;
 
-pub use manager::{AuthManager, AuthSnapshot, ManagerOptions};
+pub use error::{Error, ErrorKind, Result};
+pub use manager::{AuthEvent, AuthManager, AuthSnapshot, ManagerOptions};

@@ -306,17 +306,6 @@ impl AuthManager {
         self.refresh_held(held, RefreshReason::Forced).await
     }
 
-    /// Refreshes only when stale; says what happened.
-    ///
-    /// # Errors
-    /// As [`AuthManager::auth`].
-    pub async fn refresh_if_stale(&self) -> Result<(Arc<AuthSnapshot>, bool)> {
-        let before = self.stats();
-        let snapshot = self.auth().await?;
-        let after = self.stats();
-        Ok((snapshot, after.refreshed > before.refreshed))
-    }
-
     /// Installs `document` under the lock, replacing whatever is there (creating the home
     /// directory, 0700, when missing). The manager then holds this identity.
     ///
