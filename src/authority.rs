@@ -123,8 +123,21 @@ pub enum RefreshFailure {
         code: String,
     },
     /// Retry later.
-    #[error("{0}")]
-    Transient(String),
+    #[error("{reason}")]
+    Transient {
+        /// What went wrong (never a token).
+        reason: String,
+        /// Whether the request certainly did not spend the token (no connection was made, or
+        /// the authority answered that it is unavailable), so that retrying it now is safe. A
+        /// timeout or a reset after sending is not: the authority may have rotated the token.
+        retry_safe: bool,
+    },
+}
+
+impl RefreshFailure {
+    fn transient(reason: String, retry_safe: bool) -> Self {
+        RefreshFailure::Transient { reason, retry_safe }
+    }
 }
 
 /// Talks to the token endpoint.
@@ -180,12 +193,12 @@ impl TokenClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| RefreshFailure::Transient(describe_network_error(&e)))?;
+            .map_err(|e| RefreshFailure::transient(describe_network_error(&e), e.is_connect()))?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| RefreshFailure::Transient(describe_network_error(&e)))?;
+            .map_err(|e| RefreshFailure::transient(describe_network_error(&e), false))?;
         classify(status, &bytes)
     }
 
@@ -230,9 +243,12 @@ fn points_at_loopback(url: &str) -> bool {
 pub fn classify(status: u16, body: &[u8]) -> Result<TokenResponse, RefreshFailure> {
     if (200..300).contains(&status) {
         return serde_json::from_slice(body).map_err(|_| {
-            RefreshFailure::Transient(format!(
-                "the token endpoint answered HTTP {status} with a body that is not a token response"
-            ))
+            RefreshFailure::transient(
+                format!(
+                    "the token endpoint answered HTTP {status} with a body that is not a token response"
+                ),
+                false,
+            )
         });
     }
     let code = error_code(body);
@@ -253,10 +269,13 @@ pub fn classify(status: u16, body: &[u8]) -> Result<TokenResponse, RefreshFailur
             code: code.unwrap_or_else(|| "none".into()),
         });
     }
-    Err(RefreshFailure::Transient(match code {
+    // Gateways and rate limiters answer these before the token reaches the authority.
+    let retry_safe = matches!(status, 429 | 502 | 503 | 504);
+    let reason = match code {
         Some(code) => format!("the token endpoint answered HTTP {status} ({code})"),
         None => format!("the token endpoint answered HTTP {status}"),
-    }))
+    };
+    Err(RefreshFailure::transient(reason, retry_safe))
 }
 
 /// `error.code` when `error` is an object, else `error` when it is a string, else `code`;
@@ -329,7 +348,7 @@ mod tests {
             (Err(RefreshFailure::Permanent { reason, .. }), Some(expected)) => {
                 assert_eq!(reason, expected)
             }
-            (Err(RefreshFailure::Transient(_)), None) => {}
+            (Err(RefreshFailure::Transient { .. }), None) => {}
             (other, _) => panic!("unexpected classification: {other:?}"),
         }
     }
@@ -338,7 +357,10 @@ mod tests {
     fn unparseable_success_is_transient_and_missing_fields_are_kept_out() {
         assert!(matches!(
             classify(200, b"<html>not json"),
-            Err(RefreshFailure::Transient(_))
+            Err(RefreshFailure::Transient {
+                retry_safe: false,
+                ..
+            })
         ));
         let response = classify(200, br#"{"access_token":"a"}"#).unwrap();
         assert!(response.refresh_token.is_none() && response.id_token.is_none());

@@ -47,6 +47,8 @@ pub enum ErrorKind {
     LockUnsupported,
     /// `auth.json` is not a valid credentials document; it was left untouched.
     InvalidFile,
+    /// `auth.json` exists but cannot be read (a directory, no permission); left untouched.
+    Unreadable,
     /// A filesystem operation failed.
     Io,
     /// The token authority could not be reached or answered with a temporary failure.
@@ -105,6 +107,16 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// The file exists but cannot be read.
+    #[error(
+        "cannot read {path}: {source}; it was left untouched; check that it is a readable file"
+    )]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
     /// A filesystem step failed.
     #[error("could not {step} {path}: {source}")]
     Io {
@@ -139,6 +151,7 @@ impl Error {
             Error::LockTimeout { .. } => ErrorKind::LockTimeout,
             Error::LockUnsupported { .. } => ErrorKind::LockUnsupported,
             Error::InvalidFile { .. } => ErrorKind::InvalidFile,
+            Error::Unreadable { .. } => ErrorKind::Unreadable,
             Error::Io { .. } => ErrorKind::Io,
             Error::Transient { .. } => ErrorKind::Transient,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,

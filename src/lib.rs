@@ -84,6 +84,7 @@ pub mod clock;
 mod dirwatch;
 pub mod document;
 pub mod error;
+mod failpoint;
 pub mod manager;
 pub mod policy;
 pub mod secret;

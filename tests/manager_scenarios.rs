@@ -386,7 +386,7 @@ async fn transient_failures_leave_the_disk_untouched() {
     let setup = Setup::new().await;
     let (manager, _held) = setup.hold_soon_stale(ALICE).await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
+        .respond_with(ResponseTemplate::new(500))
         .mount(&setup.server)
         .await;
     let before = std::fs::read(setup.home().join("auth.json")).unwrap();
@@ -397,9 +397,41 @@ async fn transient_failures_leave_the_disk_untouched() {
         std::fs::read(setup.home().join("auth.json")).unwrap(),
         before
     );
-    // Transient failures are retried on the next call.
+    // A 500 may come after the authority spent the token: not retried at once, but on the
+    // next call.
+    assert_eq!(setup.requests().await, 1);
     manager.auth().await.unwrap_err();
     assert_eq!(setup.requests().await, 2);
+}
+
+#[tokio::test]
+async fn an_unavailable_authority_is_retried_a_bounded_number_of_times() {
+    let setup = Setup::new().await;
+    let (manager, _held) = setup.hold_soon_stale(ALICE).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&setup.server)
+        .await;
+    setup.answer_with_tokens(ALICE, 2).await;
+
+    manager.auth().await.unwrap();
+    assert_eq!(setup.requests().await, 3);
+    assert_eq!(
+        refresh_token_on_disk(setup.home()).as_deref(),
+        Some("rt-user-alice-2")
+    );
+
+    // Always unavailable: three attempts, then a transient error.
+    setup.server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&setup.server)
+        .await;
+    let error = manager.force_refresh().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert_eq!(setup.requests().await, 3);
 }
 
 #[tokio::test]

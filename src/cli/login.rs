@@ -41,10 +41,11 @@ fn read_source(path: &PathBuf) -> Result<Vec<u8>, Error> {
     } else {
         std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
     };
-    result.map_err(|source| Error::Io {
-        step: "read",
-        path: path.clone(),
-        source,
+    result.map_err(|e| {
+        Error::InvalidInput(format!(
+            "cannot read {}: {e}; pass the path of an auth.json document",
+            path.display()
+        ))
     })?;
     Ok(bytes)
 }

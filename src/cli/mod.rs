@@ -158,7 +158,7 @@ pub(crate) fn exit_code(error: &Error) -> u8 {
         ErrorKind::NotLoggedIn => exit::NOT_LOGGED_IN,
         ErrorKind::ReloginRequired(_) => exit::RELOGIN_REQUIRED,
         ErrorKind::LockTimeout | ErrorKind::Transient => exit::UNAVAILABLE,
-        ErrorKind::InvalidFile => exit::INVALID_FILE,
+        ErrorKind::InvalidFile | ErrorKind::Unreadable => exit::INVALID_FILE,
         ErrorKind::InvalidInput => exit::USAGE,
         ErrorKind::LockUnsupported | ErrorKind::Io => exit::OTHER,
     }

@@ -512,13 +512,21 @@ impl AuthManager {
             tracing::debug!("refresh token already rejected for good; not sending it again");
             return Err(self.relogin(reason));
         }
-        match self.inner.client.refresh(&refresh_token).await {
+        match self.refresh_with_retry(&refresh_token).await {
             Ok(response) => {
+                // From here until the rename, the rotated token exists only in this process: a
+                // crash now loses it (the one window no client can close). Keep it short: merge
+                // and write, nothing else.
+                let received = Instant::now();
                 let refreshed = merge(&base, response, now);
                 transaction.write(&refreshed)?;
+                let window = received.elapsed();
                 drop(transaction);
                 self.inner.counters.refreshed();
-                tracing::info!("refreshed the tokens");
+                tracing::info!(
+                    commit_window_us = window.as_micros() as u64,
+                    "refreshed the tokens"
+                );
                 let snapshot = self.install(AuthSnapshot::new(refreshed));
                 self.emit(AuthEvent::Refreshed);
                 Ok(snapshot)
@@ -541,7 +549,7 @@ impl AuthManager {
                 self.inner.counters.relogin_required();
                 Err(self.relogin(relogin))
             }
-            Err(RefreshFailure::Transient(why)) => {
+            Err(RefreshFailure::Transient { reason: why, .. }) => {
                 drop(transaction);
                 tracing::warn!("token refresh failed temporarily: {why}");
                 self.inner.counters.transient_failure();
@@ -549,6 +557,32 @@ impl AuthManager {
                     path: self.auth_path().to_owned(),
                     reason: why,
                 })
+            }
+        }
+    }
+
+    /// One refresh request, retried (bounded, jittered) only when the failure proves the token
+    /// was not spent: retrying after a timeout could present a token the authority already
+    /// rotated, which is the very reuse this crate exists to prevent.
+    async fn refresh_with_retry(
+        &self,
+        refresh_token: &Secret,
+    ) -> Result<TokenResponse, RefreshFailure> {
+        const RETRY_DELAYS_MS: [u64; 2] = [200, 600];
+        let mut attempt = 0;
+        loop {
+            let result = self.inner.client.refresh(refresh_token).await;
+            match &result {
+                Err(RefreshFailure::Transient {
+                    retry_safe: true,
+                    reason,
+                }) if attempt < RETRY_DELAYS_MS.len() => {
+                    let delay = jittered(Duration::from_millis(RETRY_DELAYS_MS[attempt]));
+                    tracing::info!("token refresh failed ({reason}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                _ => return result,
             }
         }
     }
@@ -675,6 +709,16 @@ impl AuthManager {
         let mut dead = self.inner.dead.lock().unwrap_or_else(|e| e.into_inner());
         dead.insert(fingerprint(token), reason);
     }
+}
+
+/// `base` scaled by a factor in [0.5, 1.5), so that processes failing together do not retry
+/// together.
+fn jittered(base: Duration) -> Duration {
+    let mut hasher = DefaultHasher::new();
+    std::process::id().hash(&mut hasher);
+    Instant::now().hash(&mut hasher);
+    let unit = (hasher.finish() % 1000) as f64 / 1000.0;
+    base.mul_f64(0.5 + unit)
 }
 
 /// `decide` only asks to adopt or refresh when the disk holds tokens.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::sys;
 use crate::error::{Error, Result};
+use crate::failpoint::crash_at;
 
 /// How many symlinks are followed before giving up (the kernel's own limit on Linux).
 const MAX_SYMLINKS: usize = 40;
@@ -63,20 +64,20 @@ pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("create a temporary file in", dir, e))?;
     sys::make_private(temp.as_file())
         .map_err(|e| Error::io("restrict permissions of", temp.path(), e))?;
-    failpoint("after-create");
+    crash_at("after-create");
     temp.write_all(bytes)
         .map_err(|e| Error::io("write the temporary file", temp.path(), e))?;
-    failpoint("after-write");
+    crash_at("after-write");
     temp.as_file()
         .sync_all()
         .map_err(|e| Error::io("fsync the temporary file", temp.path(), e))?;
-    failpoint("after-fsync");
+    crash_at("after-fsync");
     // On failure the temporary file is handed back and removed when dropped.
     temp.persist(target)
         .map_err(|e| Error::io("rename the temporary file over", target, e.error))?;
-    failpoint("after-rename");
+    crash_at("after-rename");
     sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
-    failpoint("after-dir-fsync");
+    crash_at("after-dir-fsync");
     Ok(())
 }
 
@@ -120,24 +121,6 @@ pub(crate) fn remove_stale_temp_files(target: &Path) {
         }
     }
 }
-
-/// Test-only crash injection: with the `failpoints` feature, `AUTHSTORE_FAILPOINT=<step>` kills
-/// the process with SIGKILL at that step of the write. Compiled out otherwise.
-#[cfg(feature = "failpoints")]
-fn failpoint(step: &str) {
-    if std::env::var("AUTHSTORE_FAILPOINT").is_ok_and(|wanted| wanted == step) {
-        #[cfg(unix)]
-        // SAFETY: kill(2) with our own pid has no memory-safety preconditions.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-        std::process::abort();
-    }
-}
-
-#[cfg(not(feature = "failpoints"))]
-#[inline(always)]
-fn failpoint(_step: &str) {}
 
 #[cfg(test)]
 mod tests {

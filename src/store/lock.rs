@@ -94,6 +94,15 @@ pub(crate) async fn acquire_transaction_lock(
     };
 
     let file = sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
+    if crate::failpoint::active("lock-unsupported") {
+        return Err(lock_error(
+            path,
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "locks not supported (failpoint)",
+            ),
+        ));
+    }
     let file = match file.try_lock() {
         Ok(()) => file,
         Err(std::fs::TryLockError::WouldBlock) => {

@@ -149,8 +149,8 @@ impl FileStore {
     /// there is no file. An unparseable file is re-read for a short while before it is reported.
     ///
     /// # Errors
-    /// [`Error::InvalidFile`] when it stays invalid; [`Error::Io`] when it cannot be read (for
-    /// example, when `auth.json` is a directory).
+    /// [`Error::InvalidFile`] when it stays invalid; [`Error::Unreadable`] when it cannot be
+    /// read (for example, when `auth.json` is a directory).
     pub fn read(&self) -> Result<Option<AuthDocument>> {
         let started = Instant::now();
         loop {
@@ -168,12 +168,20 @@ impl FileStore {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("open", path, e)),
+            Err(source) => {
+                return Err(Error::Unreadable {
+                    path: path.clone(),
+                    source,
+                });
+            }
         };
         let mut bytes = Vec::new();
         file.take(MAX_DOCUMENT_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("read", path, e))?;
+            .map_err(|source| Error::Unreadable {
+                path: path.clone(),
+                source,
+            })?;
         match AuthDocument::parse(&bytes) {
             Ok(document) => Ok(Some(document)),
             Err(error) => Err(invalid(path, &error)),
