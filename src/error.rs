@@ -89,7 +89,7 @@ pub enum Error {
     },
     /// Locks are not supported where the lock file lives.
     #[error(
-        "cannot lock {path}: the filesystem does not support advisory locks ({source}); move CODEX_HOME to a local filesystem, or opt in to running unlocked"
+        "cannot lock {path}: the filesystem does not support advisory locks ({source}); move CODEX_HOME to a local filesystem, or opt in to running without locks (--unlocked), unsafe with concurrent processes"
     )]
     LockUnsupported {
         /// The lock file.

@@ -144,7 +144,10 @@ async fn a_different_user_in_the_same_account_is_never_adopted() {
         ErrorKind::ReloginRequired(ReloginReason::IdentityChanged)
     );
     assert_eq!(setup.requests().await, 0);
-    assert_eq!(read_auth(setup.home()).unwrap(), bob);
+    assert!(
+        read_auth(setup.home()).unwrap() == bob,
+        "the disk still holds the other user's login"
+    );
 
     manager.reset();
     assert_eq!(manager.auth().await.unwrap().document(), &parse(&bob));
@@ -192,9 +195,9 @@ async fn auth_without_identity_claims_still_refreshes_when_the_disk_is_unchanged
 
     manager.auth().await.unwrap();
     assert_eq!(setup.requests().await, 1);
-    assert_eq!(
-        refresh_token_on_disk(setup.home()).as_deref(),
-        Some("rt-anon-2")
+    assert!(
+        refresh_token_on_disk(setup.home()).as_deref() == Some("rt-anon-2"),
+        "not the expected refresh token on disk"
     );
 }
 
@@ -317,9 +320,9 @@ async fn unauthorized_recovery_uses_the_original_snapshot_even_when_the_cache_ch
     let second = manager.auth().await.unwrap();
     manager.unauthorized(&second).await.unwrap();
     assert_eq!(setup.requests().await, 1);
-    assert_eq!(
-        refresh_token_on_disk(setup.home()).as_deref(),
-        Some("rt-user-alice-3")
+    assert!(
+        refresh_token_on_disk(setup.home()).as_deref() == Some("rt-user-alice-3"),
+        "not the expected refresh token on disk"
     );
 }
 
@@ -336,13 +339,13 @@ async fn a_missing_refresh_token_in_the_response_keeps_the_old_one() {
         .await;
 
     let got = manager.auth().await.unwrap();
-    assert_eq!(
-        refresh_token_on_disk(setup.home()).as_deref(),
-        Some("rt-user-alice-1")
+    assert!(
+        refresh_token_on_disk(setup.home()).as_deref() == Some("rt-user-alice-1"),
+        "not the expected refresh token on disk"
     );
-    assert_eq!(
-        got.access_token().unwrap().expose(),
-        fresh["tokens"]["access_token"]
+    assert!(
+        got.access_token().unwrap().expose() == fresh["tokens"]["access_token"],
+        "not the new access token"
     );
 }
 
@@ -418,9 +421,9 @@ async fn an_unavailable_authority_is_retried_a_bounded_number_of_times() {
 
     manager.auth().await.unwrap();
     assert_eq!(setup.requests().await, 3);
-    assert_eq!(
-        refresh_token_on_disk(setup.home()).as_deref(),
-        Some("rt-user-alice-2")
+    assert!(
+        refresh_token_on_disk(setup.home()).as_deref() == Some("rt-user-alice-2"),
+        "not the expected refresh token on disk"
     );
 
     // Always unavailable: three attempts, then a transient error.

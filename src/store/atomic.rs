@@ -65,7 +65,10 @@ pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
     sys::make_private(temp.as_file())
         .map_err(|e| Error::io("restrict permissions of", temp.path(), e))?;
     crash_at("after-create");
-    temp.write_all(bytes)
+    // Through the inner file: NamedTempFile's own Write adds the path to the error, and ours
+    // already names it.
+    temp.as_file_mut()
+        .write_all(bytes)
         .map_err(|e| Error::io("write the temporary file", temp.path(), e))?;
     crash_at("after-write");
     temp.as_file()

@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 
 pub(crate) use lock::read_holder_note;
 
+/// A file over the size limit will not shrink by waiting: reported at once.
+const TOO_LARGE: &str = "larger than 1048576 bytes";
+
 /// The credentials file in a Codex home.
 pub const AUTH_FILE: &str = "auth.json";
 /// The transaction lock, shared with Codex.
@@ -72,7 +75,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             lock_deadline: Duration::from_secs(60),
-            parse_retry: Duration::from_secs(1),
+            parse_retry: Duration::from_millis(300),
             unlocked: false,
         }
     }
@@ -87,7 +90,7 @@ impl StoreOptions {
 
     /// How long an unparseable `auth.json` is re-read before it counts as invalid (a program
     /// that ignores the lock, such as Codex up to 0.145, may be rewriting it in place).
-    /// Default: 1 s.
+    /// Default: 300 ms.
     pub fn parse_retry(mut self, retry: Duration) -> Self {
         self.parse_retry = retry;
         self
@@ -155,7 +158,9 @@ impl FileStore {
         let started = Instant::now();
         loop {
             match self.read_once() {
-                Err(Error::InvalidFile { .. }) if started.elapsed() < self.options.parse_retry => {
+                Err(Error::InvalidFile { reason, .. })
+                    if reason != TOO_LARGE && started.elapsed() < self.options.parse_retry =>
+                {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 other => return other,
@@ -206,6 +211,9 @@ impl FileStore {
                 .await?,
             )
         };
+        if let Some(lock) = &lock {
+            tracing::debug!(path = %self.transaction_lock_path().display(), waited = ?lock.waited(), "transaction lock acquired");
+        }
         Ok(Transaction { store: self, lock })
     }
 
@@ -255,7 +263,9 @@ impl Transaction<'_> {
     pub fn write(&mut self, document: &AuthDocument) -> Result<()> {
         let target = atomic::resolve_target(&self.store.auth_path)?;
         let bytes = document.to_json();
-        self.with_write_lock(|| atomic::write_atomically(&target, &bytes))
+        self.with_write_lock(|| atomic::write_atomically(&target, &bytes))?;
+        tracing::debug!(path = %target.display(), "auth.json written atomically");
+        Ok(())
     }
 
     /// Removes `auth.json` (the target of a symlink, keeping the link). Returns whether there was

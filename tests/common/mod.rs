@@ -1,6 +1,9 @@
 //! Shared fixtures: fake JWTs and Codex-shaped documents. No real credentials anywhere.
 #![allow(dead_code)] // each test crate uses a different subset
 
+#[cfg(feature = "simulator")]
+pub mod binary;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

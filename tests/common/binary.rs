@@ -1,0 +1,97 @@
+//! Running the real binary against the embedded token authority.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use authstore::simulator::{Identity, Simulator, SimulatorConfig};
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_authstore");
+/// No command in these tests may take longer than this.
+pub const BOUND: Duration = Duration::from_secs(60);
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub sim: Simulator,
+}
+
+impl Env {
+    pub async fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            sim: Simulator::start(SimulatorConfig::default()).await.unwrap(),
+        }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn auth_path(&self) -> PathBuf {
+        self.home().join("auth.json")
+    }
+
+    /// Writes a login for `identity` whose access token is already stale (60 s left, the
+    /// refresh window being 5 minutes); tokens issued afterwards live an hour. Unknown fields are
+    /// added to prove they survive. Returns the document.
+    pub fn login_stale(&self, identity: &Identity) -> Value {
+        self.sim.set_access_token_lifetime(Duration::from_secs(60));
+        let mut document = self.sim.auth_json(identity);
+        self.sim
+            .set_access_token_lifetime(Duration::from_secs(3600));
+        document["x_custom"] = json!({"kept": true});
+        document["tokens"]["x_token_extra"] = json!("kept");
+        super::write_auth(self.home(), &document);
+        std::fs::set_permissions(self.auth_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        document
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--codex-home")
+            .arg(self.home())
+            .args(["--lock-timeout", "20", "--request-timeout", "5"])
+            .args(args)
+            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", self.sim.token_url())
+            .env_remove("CODEX_HOME")
+            .env_remove("AUTHSTORE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Output {
+        run_bounded(self.command(args)).await
+    }
+
+    pub fn disk(&self) -> Value {
+        super::read_auth(self.home()).expect("auth.json exists and parses")
+    }
+}
+
+pub async fn run_bounded(mut command: Command) -> Output {
+    tokio::time::timeout(BOUND, command.output())
+        .await
+        .expect("command finished in time")
+        .expect("command started")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The failure message shows the exit code and stderr, which never holds a token.
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
