@@ -80,6 +80,17 @@ pub enum DocumentError {
     /// Not a JSON object of the expected shape; the text says where.
     #[error("{0}")]
     Shape(String),
+    /// Cut short: empty, or ending before the JSON (or a UTF-8 character) does. What a reader
+    /// sees while a program that ignores the lock rewrites the file in place.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+impl DocumentError {
+    /// Whether waiting may help: the file may be in the middle of an in-place rewrite.
+    pub fn may_be_partial(&self) -> bool {
+        matches!(self, DocumentError::Incomplete(_))
+    }
 }
 
 impl AuthDocument {
@@ -92,7 +103,13 @@ impl AuthDocument {
         if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
             return Err(DocumentError::TooLarge);
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| DocumentError::NotUtf8)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(DocumentError::Incomplete("the file is empty".into()));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| match e.error_len() {
+            None => DocumentError::Incomplete("ends inside a UTF-8 character".into()),
+            Some(_) => DocumentError::NotUtf8,
+        })?;
         let value: Value = serde_json::from_str(text).map_err(|e| shape_error(&e))?;
         if !value.is_object() {
             return Err(DocumentError::Shape(format!(
@@ -184,7 +201,11 @@ pub fn format_timestamp(now: SystemTime) -> String {
 fn shape_error(error: &serde_json::Error) -> DocumentError {
     // serde_json's messages name the field and position but never echo string values, so they
     // cannot leak a token.
-    DocumentError::Shape(error.to_string())
+    if error.is_eof() {
+        DocumentError::Incomplete(error.to_string())
+    } else {
+        DocumentError::Shape(error.to_string())
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {

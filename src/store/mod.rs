@@ -20,9 +20,6 @@ use crate::error::{Error, Result};
 
 pub(crate) use lock::read_holder_note;
 
-/// A file over the size limit will not shrink by waiting: reported at once.
-const TOO_LARGE: &str = "larger than 1048576 bytes";
-
 /// The credentials file in a Codex home.
 pub const AUTH_FILE: &str = "auth.json";
 /// The transaction lock, shared with Codex.
@@ -75,7 +72,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             lock_deadline: Duration::from_secs(60),
-            parse_retry: Duration::from_millis(300),
+            parse_retry: Duration::from_secs(1),
             unlocked: false,
         }
     }
@@ -88,9 +85,10 @@ impl StoreOptions {
         self
     }
 
-    /// How long an unparseable `auth.json` is re-read before it counts as invalid (a program
-    /// that ignores the lock, such as Codex up to 0.145, may be rewriting it in place).
-    /// Default: 300 ms.
+    /// How long an `auth.json` that is cut short (empty, or ending before its JSON does) is
+    /// re-read before it counts as invalid: a program that ignores the lock, such as Codex up
+    /// to 0.145, may be rewriting it in place. A file that is complete but invalid is reported
+    /// at once. Default: 1 s.
     pub fn parse_retry(mut self, retry: Duration) -> Self {
         self.parse_retry = retry;
         self
@@ -156,40 +154,47 @@ impl FileStore {
     /// read (for example, when `auth.json` is a directory).
     pub fn read(&self) -> Result<Option<AuthDocument>> {
         let started = Instant::now();
+        let mut attempt: u32 = 0;
         loop {
             match self.read_once() {
-                Err(Error::InvalidFile { reason, .. })
-                    if reason != TOO_LARGE && started.elapsed() < self.options.parse_retry =>
-                {
-                    std::thread::sleep(Duration::from_millis(10));
+                Err(ReadError::Partial(error)) if started.elapsed() < self.options.parse_retry => {
+                    tracing::debug!(path = %self.auth_path.display(), %error, "auth.json is cut short; re-reading");
+                    // 1 to 10 ms, varied so that the re-reads do not fall into step with a
+                    // rewriting loop.
+                    attempt = attempt.wrapping_add(1);
+                    let spread = (attempt.wrapping_mul(7) ^ std::process::id()) % 10;
+                    std::thread::sleep(Duration::from_millis(1 + u64::from(spread)));
                 }
-                other => return other,
+                Err(ReadError::Partial(error) | ReadError::Invalid(error)) => {
+                    return Err(invalid(&self.auth_path, &error));
+                }
+                Err(ReadError::Other(error)) => return Err(error),
+                Ok(document) => return Ok(document),
             }
         }
     }
 
-    fn read_once(&self) -> Result<Option<AuthDocument>> {
+    fn read_once(&self) -> Result<Option<AuthDocument>, ReadError> {
         let path = &self.auth_path;
+        let unreadable = |source| {
+            ReadError::Other(Error::Unreadable {
+                path: path.clone(),
+                source,
+            })
+        };
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(Error::Unreadable {
-                    path: path.clone(),
-                    source,
-                });
-            }
+            Err(e) => return Err(unreadable(e)),
         };
         let mut bytes = Vec::new();
         file.take(MAX_DOCUMENT_BYTES + 1)
             .read_to_end(&mut bytes)
-            .map_err(|source| Error::Unreadable {
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(unreadable)?;
         match AuthDocument::parse(&bytes) {
             Ok(document) => Ok(Some(document)),
-            Err(error) => Err(invalid(path, &error)),
+            Err(error) if error.may_be_partial() => Err(ReadError::Partial(error)),
+            Err(error) => Err(ReadError::Invalid(error)),
         }
     }
 
@@ -295,6 +300,13 @@ impl Transaction<'_> {
         let path = self.store.home.join(WRITE_LOCK_FILE);
         lock::with_write_lock(&path, self.store.options.lock_deadline, write)
     }
+}
+
+/// How one read failed: cut short (worth re-reading), invalid for good, or not readable.
+enum ReadError {
+    Partial(DocumentError),
+    Invalid(DocumentError),
+    Other(Error),
 }
 
 fn invalid(path: &Path, error: &DocumentError) -> Error {
