@@ -51,11 +51,11 @@ fn temp_affixes(target: &Path) -> (String, &'static str) {
     (format!(".{name}."), ".tmp")
 }
 
-/// Writes `bytes` to `target` (already resolved) durably and atomically. The caller holds the
-/// locks, so any temporary file of ours in the directory is a crashed writer's and is removed.
+/// Writes `bytes` to `target` (already resolved) durably and atomically. Nothing else happens
+/// here: after a refresh, the time from the authority's answer to the rename is the window in
+/// which a crash loses the rotated token.
 pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(target);
-    remove_stale_temp_files(target);
     let (prefix, suffix) = temp_affixes(target);
     let mut temp = tempfile::Builder::new()
         .prefix(&prefix)
@@ -103,7 +103,8 @@ fn parent_dir(target: &Path) -> &Path {
     }
 }
 
-/// Removes temporary files a crashed writer left next to `target`. Best effort.
+/// Removes temporary files a crashed writer left next to `target`. Best effort. Only a holder of
+/// the transaction lock may call it: then no live writer of ours has a temporary file.
 pub(crate) fn remove_stale_temp_files(target: &Path) {
     let (prefix, suffix) = temp_affixes(target);
     let Ok(entries) = fs::read_dir(parent_dir(target)) else {
@@ -156,6 +157,7 @@ mod tests {
         let target = dir.path().join("auth.json");
         fs::write(dir.path().join(".auth.json.abc123.tmp"), "torn").unwrap();
         fs::write(dir.path().join("other.tmp"), "keep").unwrap();
+        remove_stale_temp_files(&target);
         write_atomically(&target, b"{}").unwrap();
         let mut names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()

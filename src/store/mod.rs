@@ -218,6 +218,10 @@ impl FileStore {
         };
         if let Some(lock) = &lock {
             tracing::debug!(path = %self.transaction_lock_path().display(), waited = ?lock.waited(), "transaction lock acquired");
+            // Cleaned up here, not in the write, to keep the write itself as short as it can be.
+            if let Ok(target) = atomic::resolve_target(&self.auth_path) {
+                atomic::remove_stale_temp_files(&target);
+            }
         }
         Ok(Transaction { store: self, lock })
     }
