@@ -2,6 +2,8 @@
 
 #[cfg(feature = "simulator")]
 mod authority;
+#[cfg(feature = "simulator")]
+mod demo;
 mod login;
 mod logout;
 mod refresh;
@@ -76,6 +78,14 @@ enum Command {
     /// Run the embedded token authority on loopback (rotation, reuse detection), until interrupted
     #[cfg(feature = "simulator")]
     Authority(authority::Args),
+    /// Show the race between processes sharing auth.json, and its cure, on an embedded token
+    /// authority: naive, reread and coordinated (authstore) side by side
+    #[cfg(feature = "simulator")]
+    Demo(demo::Args),
+    /// One session of the demo or a benchmark, as its own process (internal)
+    #[cfg(feature = "simulator")]
+    #[command(hide = true)]
+    DemoWorker(demo::WorkerArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -122,6 +132,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Watch(args) => watch::run(&cli, args).await,
         #[cfg(feature = "simulator")]
         Command::Authority(args) => authority::run(&cli, args).await,
+        #[cfg(feature = "simulator")]
+        Command::Demo(args) => demo::run(&cli, args).await,
+        #[cfg(feature = "simulator")]
+        Command::DemoWorker(args) => demo::run_worker(&cli, args).await,
     }
 }
 

@@ -1,0 +1,409 @@
+//! The worker: one long-lived session of one strategy, run as its own process by the demo and
+//! the benchmarks (`authstore demo-worker`, a hidden command).
+//!
+//! Protocol on stdio: once its session is set up the worker prints `ready`; it starts when it
+//! reads a line on stdin (`go`); at the end it prints one JSON line, a [`WorkerReport`], and exits
+//! 0. Neither line, nor anything on stderr, ever holds a token.
+//!
+//! Modes:
+//! - [`Mode::Loop`] (the demo): ask for credentials in a loop, with a pause of 1 to 5 ms between
+//!   requests (an editor or CLI session making API calls), until the duration has passed.
+//! - [`Mode::Once`] (the amplification benchmark): ask once, on a token that is already stale.
+//!   Baseline sessions read `auth.json` while getting ready, as a session does at startup; the
+//!   coordinated session reads it on its first request (its first read is inside the timing).
+//! - [`Mode::Force`] (the throughput benchmark): obtain new tokens `count` times back to back.
+//!
+//! **Forced re-login.** A permanent refresh failure (`refresh_token_reused`, a revoked family, ...)
+//! is what makes a real user log in again. The worker counts it, and when given a login URL it
+//! then logs in again at the embedded authority (the stand-in for the browser flow), installs
+//! the new login in `auth.json` as a login command would, and goes on; without one, the session
+//! stops asking. Logging in again starts a new token family, so the session can keep working;
+//! it is the same real-world cost either way: one interruption of the user per forced re-login.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authstore::authority::{AuthorityConfig, TokenClient};
+use authstore::document::{AuthDocument, Freshness};
+use authstore::error::{Error, ErrorKind, ReloginReason};
+use authstore::simulator::Identity;
+use authstore::store::StoreOptions;
+use authstore::{AuthManager, ManagerOptions};
+use serde::{Deserialize, Serialize};
+
+use super::Strategy;
+use super::baselines::{Baseline, Kind};
+use super::histogram::Histogram;
+
+/// The identity every demo login belongs to.
+pub(crate) const DEMO_ACCOUNT: &str = "acct-demo";
+/// See [`DEMO_ACCOUNT`].
+pub(crate) const DEMO_USER: &str = "user-demo";
+
+/// What a worker does once started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    /// Ask for credentials in a loop for the duration (the demo).
+    Loop,
+    /// Ask once (the amplification benchmark).
+    Once,
+    /// Obtain new tokens `count` times (the throughput benchmark).
+    Force,
+}
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerConfig {
+    pub(crate) strategy: Strategy,
+    pub(crate) mode: Mode,
+    /// How long [`Mode::Loop`] runs.
+    pub(crate) duration: Duration,
+    /// How many refreshes [`Mode::Force`] makes.
+    pub(crate) count: u64,
+    /// When the session's tokens count as stale.
+    pub(crate) freshness: Freshness,
+    /// The pause between two requests of [`Mode::Loop`]: uniformly in this range.
+    pub(crate) pause: (Duration, Duration),
+    /// Where to log in again after a permanent failure (`POST /sim/login`); `None`: stop asking.
+    pub(crate) login_url: Option<String>,
+}
+
+/// Where the session lives.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerEnv {
+    pub(crate) home: PathBuf,
+    pub(crate) store: StoreOptions,
+    pub(crate) authority: AuthorityConfig,
+}
+
+/// What a worker did, printed as one JSON line at the end. Counts only: never a token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct WorkerReport {
+    pub(crate) pid: u32,
+    /// Requests answered with credentials.
+    pub(crate) served: u64,
+    /// Requests that failed, for any reason.
+    pub(crate) failed: u64,
+    /// Failures that mean "log in again".
+    pub(crate) permanent_failures: u64,
+    /// Of those, `refresh_token_reused` answers that were not recovered.
+    pub(crate) reused: u64,
+    /// Times this session had to log in again (see the module docs).
+    pub(crate) forced_relogins: u64,
+    /// Temporary failures (network, lock deadline).
+    pub(crate) transient_failures: u64,
+    /// Anything else (I/O errors, ...).
+    pub(crate) other_errors: u64,
+    /// The first failure message, for diagnosis (messages never hold a token).
+    pub(crate) first_error: Option<String>,
+    /// Successful refreshes this session made.
+    pub(crate) refreshed: u64,
+    /// Newer credentials adopted from disk instead of refreshing.
+    pub(crate) adopted: u64,
+    /// Whether the last request ended with fresh credentials.
+    pub(crate) fresh_at_end: bool,
+    /// Wall-clock time the `go` line was read, and the run ended (ns since the Unix epoch).
+    pub(crate) go_at_unix_ns: u64,
+    pub(crate) done_at_unix_ns: u64,
+    /// The latency of every served request.
+    pub(crate) latency: Histogram,
+}
+
+/// Why one request for credentials failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The refresh token is dead: the user has to log in again.
+    Permanent(ReloginReason),
+    /// Try again later.
+    Transient(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        match error.kind() {
+            ErrorKind::ReloginRequired(reason) => Failure::Permanent(reason),
+            ErrorKind::Transient | ErrorKind::LockTimeout => Failure::Transient(error.to_string()),
+            _ => Failure::Other(error.to_string()),
+        }
+    }
+}
+
+/// One session of one strategy.
+enum Session {
+    Baseline(Box<Baseline>),
+    Coordinated(AuthManager),
+}
+
+impl Session {
+    fn new(strategy: Strategy, env: &WorkerEnv, freshness: Freshness) -> Result<Self, String> {
+        let kind = match strategy {
+            Strategy::Coordinated => {
+                let options = ManagerOptions::default()
+                    .store(env.store.clone())
+                    .authority(env.authority.clone())
+                    .freshness(freshness);
+                let manager =
+                    AuthManager::new(env.home.clone(), options).map_err(|e| e.to_string())?;
+                return Ok(Session::Coordinated(manager));
+            }
+            Strategy::Naive => Kind::Naive,
+            Strategy::Reread => Kind::Reread,
+        };
+        let client = TokenClient::new(env.authority.clone())?;
+        let mut baseline = Baseline::new(kind, env.home.clone(), client, freshness);
+        baseline.load().map_err(|e| e.to_string())?;
+        Ok(Session::Baseline(Box::new(baseline)))
+    }
+
+    /// Credentials for one request; returns when they expire.
+    async fn credentials(&mut self) -> Result<Option<SystemTime>, Failure> {
+        match self {
+            Session::Baseline(session) => Ok(session.credentials().await?.expires_at),
+            Session::Coordinated(manager) => Ok(manager.auth().await?.expires_at()),
+        }
+    }
+
+    async fn force(&mut self) -> Result<(), Failure> {
+        match self {
+            Session::Baseline(session) => session.force().await.map(drop),
+            Session::Coordinated(manager) => {
+                manager.force_refresh().await.map(drop).map_err(Into::into)
+            }
+        }
+    }
+
+    /// Installs a new login, as a login command would.
+    async fn install(&mut self, document: AuthDocument) -> Result<(), String> {
+        match self {
+            Session::Baseline(session) => session.install(document),
+            Session::Coordinated(manager) => {
+                manager.reset();
+                manager
+                    .login(document)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        match self {
+            Session::Baseline(session) => (session.refreshed, session.adopted),
+            Session::Coordinated(manager) => {
+                let stats = manager.stats();
+                (stats.refreshed, stats.adopted + stats.reuse_recovered)
+            }
+        }
+    }
+}
+
+/// Runs a worker: sets up the session, prints `ready`, waits for `go` on stdin, works, prints
+/// its report.
+///
+/// # Errors
+/// A message when the session cannot be set up, stdin closes before `go`, or logging in again
+/// fails.
+pub(crate) async fn run(env: WorkerEnv, config: WorkerConfig) -> Result<(), String> {
+    if config.mode == Mode::Force && config.strategy != Strategy::Coordinated {
+        // Forcing refreshes through a baseline only measures how fast it revokes its family.
+        return Err("--mode force is only meaningful with --strategy coordinated".into());
+    }
+    let mut session = Session::new(config.strategy, &env, config.freshness)?;
+    let login = match &config.login_url {
+        Some(url) => Some(Login::new(url.clone())?),
+        None => None,
+    };
+    say("ready")?;
+    wait_for_go().await?;
+
+    let mut report = WorkerReport {
+        pid: std::process::id(),
+        go_at_unix_ns: unix_nanos(),
+        ..WorkerReport::default()
+    };
+    match config.mode {
+        Mode::Loop => run_loop(&mut session, &config, login.as_ref(), &mut report).await?,
+        Mode::Once => {
+            let started = Instant::now();
+            let outcome = session.credentials().await;
+            let elapsed = started.elapsed();
+            record(&mut report, fresh(outcome, &config.freshness), elapsed);
+            report.forced_relogins = report.permanent_failures;
+        }
+        Mode::Force => {
+            for _ in 0..config.count {
+                let started = Instant::now();
+                let outcome = session.force().await.map(|()| true);
+                record(&mut report, outcome, started.elapsed());
+            }
+        }
+    }
+    report.done_at_unix_ns = unix_nanos();
+    (report.refreshed, report.adopted) = session.counts();
+    let line =
+        serde_json::to_string(&report).map_err(|e| format!("cannot encode the report: {e}"))?;
+    say(&line)
+}
+
+async fn run_loop(
+    session: &mut Session,
+    config: &WorkerConfig,
+    login: Option<&Login>,
+    report: &mut WorkerReport,
+) -> Result<(), String> {
+    let deadline = Instant::now() + config.duration;
+    let mut random = SplitMix(u64::from(std::process::id()) ^ unix_nanos());
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let outcome = session.credentials().await;
+        let elapsed = started.elapsed();
+        let permanent = matches!(outcome, Err(Failure::Permanent(_)));
+        record(report, fresh(outcome, &config.freshness), elapsed);
+        if permanent {
+            // The user is interrupted and logs in again.
+            report.forced_relogins += 1;
+            let Some(login) = login else {
+                break;
+            };
+            let document = login.fresh().await?;
+            session.install(document).await?;
+        }
+        let (low, high) = config.pause;
+        let span = high.saturating_sub(low).as_nanos() as u64;
+        let pause = low + Duration::from_nanos(random.next() % span.max(1));
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+    Ok(())
+}
+
+/// Whether credentials expiring at `expires_at` are fresh now.
+fn fresh(
+    outcome: Result<Option<SystemTime>, Failure>,
+    freshness: &Freshness,
+) -> Result<bool, Failure> {
+    outcome.map(|expires_at| !freshness.is_stale(expires_at, None, SystemTime::now()))
+}
+
+fn record(report: &mut WorkerReport, outcome: Result<bool, Failure>, elapsed: Duration) {
+    match outcome {
+        Ok(fresh) => {
+            report.served += 1;
+            report.fresh_at_end = fresh;
+            report.latency.record(elapsed);
+            return;
+        }
+        Err(Failure::Permanent(reason)) => {
+            report.permanent_failures += 1;
+            if reason == ReloginReason::Reused {
+                report.reused += 1;
+            }
+            report
+                .first_error
+                .get_or_insert_with(|| format!("re-login required ({reason:?})"));
+        }
+        Err(Failure::Transient(why)) => {
+            report.transient_failures += 1;
+            report.first_error.get_or_insert(why);
+        }
+        Err(Failure::Other(why)) => {
+            report.other_errors += 1;
+            report.first_error.get_or_insert(why);
+        }
+    }
+    report.failed += 1;
+    report.fresh_at_end = false;
+}
+
+/// Logging in again at the embedded authority: the stand-in for a user going through the
+/// browser login.
+struct Login {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Login {
+    fn new(url: String) -> Result<Self, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { url, http })
+    }
+
+    async fn fresh(&self) -> Result<AuthDocument, String> {
+        let identity = Identity::new(DEMO_ACCOUNT, DEMO_USER);
+        let response = self
+            .http
+            .post(&self.url)
+            .json(&identity)
+            .send()
+            .await
+            .map_err(|e| format!("logging in again at {} failed: {e}", self.url))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!(
+                "logging in again at {} answered HTTP {status}",
+                self.url
+            ));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| format!("logging in again at {} failed: {e}", self.url))?;
+        AuthDocument::parse(&bytes).map_err(|e| {
+            format!(
+                "the login answer from {} is not an auth.json: {e}",
+                self.url
+            )
+        })
+    }
+}
+
+/// Waits for the start signal: a line on stdin.
+async fn wait_for_go() -> Result<(), String> {
+    let read = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)
+    })
+    .await
+    .map_err(|e| format!("cannot wait for the start signal: {e}"))?
+    .map_err(|e| format!("cannot read the start signal on stdin: {e}"))?;
+    if read == 0 {
+        return Err("stdin closed before the start signal".into());
+    }
+    Ok(())
+}
+
+/// Prints one line on stdout and flushes it.
+fn say(line: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+pub(crate) fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Pauses need to differ between workers, not to be unpredictable.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
