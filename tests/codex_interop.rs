@@ -27,12 +27,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use authstore::document::{access_token_expiry, format_timestamp};
-use authstore::simulator::{Fault, Identity, Simulator, SimulatorConfig};
+use authstore::simulator::{Identity, Simulator, SimulatorConfig};
 use authstore::store::{FileStore, StoreOptions};
 use common::binary::{BIN, assert_success, stdout};
 use common::eventually;
@@ -224,15 +224,46 @@ impl Lab {
         None
     }
 
-    /// Delays each refresh request that presents a token of a family in `delays` by its delay.
-    fn delay_families(&self, delays: HashMap<u64, Duration>) {
-        let weak = self.sim.downgrade();
+    /// Holds each refresh request that presents a token of a family in `gates` at the authority,
+    /// before the token is processed, until that family's gate opens.
+    fn hold_families(&self, gates: HashMap<u64, Gate>) {
         self.sim.set_on_refresh(Some(Arc::new(move |event| {
-            let delay = event.family.and_then(|family| delays.get(&family).copied());
-            if let (Some(delay), Some(sim)) = (delay, weak.upgrade()) {
-                sim.set_fault(Fault::next(1, Fault::Latency(delay)));
+            if let Some(gate) = event.family.and_then(|family| gates.get(&family)) {
+                tokio::task::block_in_place(|| gate.wait());
             }
         })));
+    }
+}
+
+/// Closed until opened. Dropping any handle opens it, so that a failing test never leaves a
+/// request parked; waiting is bounded by [`BOUND`] anyway.
+#[derive(Clone, Default)]
+struct Gate(Arc<GateState>);
+
+#[derive(Default)]
+struct GateState {
+    open: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.0.open.lock().unwrap() = true;
+        self.0.changed.notify_all();
+    }
+
+    fn wait(&self) {
+        let open = self.0.open.lock().unwrap();
+        let _ = self
+            .0
+            .changed
+            .wait_timeout_while(open, BOUND, |open| !*open);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
     }
 }
 
@@ -577,23 +608,25 @@ async fn a_codex_refresh_that_wants_to_commit_while_authstore_holds_the_transact
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn authstore_writing_while_a_codex_refresh_is_in_flight_makes_codex_keep_authstore_s_file() {
     let lab = Lab::new().await;
-    // Login A, stale: Codex refreshes it; its request is held 1.5 s at the authority.
+    // Login A, stale: Codex refreshes it. Login B of the same user, fresh: authstore installs it
+    // with `login --from` while Codex's call is in flight, then `refresh --force`s it, holding its
+    // transaction (auth.lock) when Codex wants to commit A's new tokens. Both calls are parked at
+    // the authority until the test opens their gates, so the order is certain.
     let login_a = lab.new_login(&alice(), STALE);
     lab.authstore_login(&login_a).await;
     let family_a = lab
         .sim
         .family_of(&token(&login_a, "refresh_token"))
         .unwrap();
-    // Login B of the same user, fresh; authstore installs it and then force-refreshes it with a
-    // 3 s answer, holding its transaction (auth.lock) while Codex wants to commit A's tokens.
     let login_b = lab.new_login(&alice(), FRESH);
     let family_b = lab
         .sim
         .family_of(&token(&login_b, "refresh_token"))
         .unwrap();
-    lab.delay_families(HashMap::from([
-        (family_a, Duration::from_millis(1500)),
-        (family_b, Duration::from_secs(3)),
+    let (gate_a, gate_b) = (Gate::default(), Gate::default());
+    lab.hold_families(HashMap::from([
+        (family_a, gate_a.clone()),
+        (family_b, gate_b.clone()),
     ]));
 
     let sampler = Sampler::start(&lab.auth_path());
@@ -606,24 +639,29 @@ async fn authstore_writing_while_a_codex_refresh_is_in_flight_makes_codex_keep_a
     );
 
     lab.authstore_login(&login_b).await;
-    let logged_in_at = started.elapsed();
     let mut refresh = lab.authstore(&["refresh", "--force"]).spawn().unwrap();
+    assert!(
+        eventually(BOUND, async || lab.sim.refresh_calls() == 2).await,
+        "authstore refresh --force never called the token endpoint"
+    );
+    let logged_in = std::fs::read(lab.auth_path()).unwrap();
+
+    // Codex gets its answer and wants to commit: it waits for authstore's transaction.
+    gate_a.open();
     let inode = lab.lock_inode();
-    let deadline = Instant::now() + BOUND;
-    let codex_waited_for_authstore = loop {
-        if blocked_on_flock(codex_pid, inode) && refresh.try_wait().unwrap().is_none() {
-            break true;
-        }
-        if refresh.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let blocked = eventually(BOUND, async || blocked_on_flock(codex_pid, inode)).await;
+    assert!(blocked, "Codex did not wait for auth.lock");
     let blocked_at = started.elapsed();
     assert!(
-        codex_waited_for_authstore,
-        "Codex did not wait for auth.lock while authstore's refresh held it"
+        refresh.try_wait().unwrap().is_none(),
+        "authstore's refresh ended before its answer came"
     );
+    assert!(
+        std::fs::read(lab.auth_path()).unwrap() == logged_in,
+        "auth.json changed while authstore held auth.lock"
+    );
+
+    gate_b.open();
     let refreshed = wait_bounded(refresh).await;
     let authstore_done = started.elapsed();
     assert_success(&refreshed);
@@ -646,14 +684,14 @@ async fn authstore_writing_while_a_codex_refresh_is_in_flight_makes_codex_keep_a
     );
     assert!(!lab.sim.is_family_revoked(family_a) && !lab.sim.is_family_revoked(family_b));
     println!(
-        "figures: authstore login --from done at {}ms while Codex's call was in flight; Codex \
-         blocked on auth.lock behind authstore refresh --force at {}ms; authstore done at {}ms; \
-         Codex done at {}ms and kept authstore's file (its own new tokens for the older login \
-         discarded); 2 calls, 0 reuse",
-        millis(logged_in_at),
+        "figures: Codex's call in flight, authstore login --from and refresh --force of a newer \
+         login; Codex got its answer and blocked on auth.lock behind authstore at {}ms; authstore \
+         done at {}ms; Codex done at {}ms ({}ms later) and kept authstore's file (its own new \
+         tokens for the older login discarded); 2 calls, 0 reuse",
         millis(blocked_at),
         millis(authstore_done),
-        millis(codex_done)
+        millis(codex_done),
+        millis(codex_done - authstore_done)
     );
 }
 
