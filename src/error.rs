@@ -53,6 +53,8 @@ pub enum ErrorKind {
     Io,
     /// The token authority could not be reached or answered with a temporary failure.
     Transient,
+    /// A shared credential store (a database) could not be reached or failed for now.
+    StoreUnavailable,
     /// A value given by the caller is unusable.
     InvalidInput,
 }
@@ -137,6 +139,14 @@ pub enum Error {
         /// What went wrong (never a token).
         reason: String,
     },
+    /// A shared credential store (a database) failed for now.
+    #[error("the credential store {location} is unavailable: {reason}; try again later")]
+    StoreUnavailable {
+        /// Where the store is (credentials in a URL are never shown).
+        location: String,
+        /// What went wrong (never a token).
+        reason: String,
+    },
     /// A value given by the caller is unusable.
     #[error("{0}")]
     InvalidInput(String),
@@ -154,6 +164,7 @@ impl Error {
             Error::Unreadable { .. } => ErrorKind::Unreadable,
             Error::Io { .. } => ErrorKind::Io,
             Error::Transient { .. } => ErrorKind::Transient,
+            Error::StoreUnavailable { .. } => ErrorKind::StoreUnavailable,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
         }
     }

@@ -171,7 +171,9 @@ pub(crate) fn exit_code(error: &Error) -> u8 {
     match error.kind() {
         ErrorKind::NotLoggedIn => exit::NOT_LOGGED_IN,
         ErrorKind::ReloginRequired(_) => exit::RELOGIN_REQUIRED,
-        ErrorKind::LockTimeout | ErrorKind::Transient => exit::UNAVAILABLE,
+        ErrorKind::LockTimeout | ErrorKind::Transient | ErrorKind::StoreUnavailable => {
+            exit::UNAVAILABLE
+        }
         ErrorKind::InvalidFile | ErrorKind::Unreadable => exit::INVALID_FILE,
         ErrorKind::InvalidInput => exit::USAGE,
         ErrorKind::LockUnsupported | ErrorKind::Io => exit::OTHER,

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use crate::document::{AuthDocument, DocumentError, MAX_DOCUMENT_BYTES};
 use crate::error::{Error, Result};
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 pub(crate) use lock::read_holder_note;
 
 /// The credentials file in a Codex home.
