@@ -5,6 +5,7 @@
 //! mutex and an `Arc` clone: no read, no parse, no stat. A directory watch marks the cache dirty
 //! when another process changes `auth.json`; the next call re-reads it.
 
+mod backend;
 mod stats;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast;
 
 use crate::dirwatch::{ChangeSignal, DirectoryWatch, FileStamp};
+use backend::{Backend, Tx};
 use stats::Counters;
 pub use stats::Stats;
 
@@ -27,7 +29,7 @@ use crate::document::{AuthDocument, Freshness, IdClaims, Identity, format_timest
 use crate::error::{Error, ReloginReason, Result};
 use crate::policy::{Decision, RefreshReason, decide, documents_verdict};
 use crate::secret::Secret;
-use crate::store::{FileStore, StoreOptions, Transaction};
+use crate::store::{FileStore, StoreOptions};
 
 /// Credentials as read at one moment: the document and what its tokens say. Immutable; the
 /// manager hands out `Arc`s of it.
@@ -97,6 +99,7 @@ pub struct ManagerOptions {
     clock: Clock,
     watch: bool,
     reuse_settle: Duration,
+    revalidate: Duration,
 }
 
 impl Default for ManagerOptions {
@@ -108,6 +111,7 @@ impl Default for ManagerOptions {
             clock: Clock::system(),
             watch: true,
             reuse_settle: Duration::from_secs(2),
+            revalidate: Duration::from_secs(1),
         }
     }
 }
@@ -144,6 +148,13 @@ impl ManagerOptions {
         self
     }
 
+    /// With a shared store (nothing to watch), how long a fresh cached token is trusted before
+    /// the store is asked again for changes made elsewhere. Default: 1 s.
+    pub fn revalidate(mut self, every: Duration) -> Self {
+        self.revalidate = every;
+        self
+    }
+
     /// After `refresh_token_reused` with an unchanged disk, how long to wait for the process that
     /// spent the token to commit its successor. Default: 2 s.
     pub fn reuse_settle(mut self, settle: Duration) -> Self {
@@ -176,7 +187,7 @@ pub struct AuthManager {
 
 #[derive(Debug)]
 struct Inner {
-    store: FileStore,
+    backend: Backend,
     client: TokenClient,
     freshness: Freshness,
     clock: Clock,
@@ -184,9 +195,12 @@ struct Inner {
     /// std Mutex: nothing awaits while it is held, and uncontended it costs no system call.
     cache: Mutex<Cache>,
     signal: Arc<ChangeSignal>,
-    /// `None` when watching is unavailable; then `stamp` is compared on every call.
+    /// `None` when watching is unavailable; then `stamp` is compared on every call (file store)
+    /// or the store is asked again after `revalidate` (shared store).
     watch: Option<DirectoryWatch>,
     stamp: Mutex<Option<FileStamp>>,
+    validated_at: Mutex<Option<Instant>>,
+    revalidate: Duration,
     /// One refresh transaction at a time in this process; waiters then reuse its result.
     flight: tokio::sync::Mutex<()>,
     /// Refresh tokens the authority rejected for good, by fingerprint: never sent again.
@@ -209,19 +223,38 @@ impl AuthManager {
     /// [`Error::InvalidInput`] when the HTTP client cannot be built.
     pub fn new(home: impl Into<PathBuf>, options: ManagerOptions) -> Result<Self> {
         let store = FileStore::new(home, options.store.clone());
+        Self::with_backend(Backend::File(store), options)
+    }
+
+    /// A manager whose credentials live in a shared PostgreSQL store (one login for many
+    /// machines), mirrored into `auth.json` in the local Codex home `home` after every change.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the HTTP client cannot be built.
+    #[cfg(feature = "postgres")]
+    pub fn with_postgres(
+        home: impl Into<PathBuf>,
+        store: crate::store::postgres::PgStore,
+        options: ManagerOptions,
+    ) -> Result<Self> {
+        let mirror = FileStore::new(home, options.store.clone());
+        Self::with_backend(Backend::Postgres { store, mirror }, options)
+    }
+
+    fn with_backend(backend: Backend, options: ManagerOptions) -> Result<Self> {
         let client = TokenClient::new(options.authority.clone()).map_err(Error::InvalidInput)?;
         let signal = Arc::new(ChangeSignal::default());
-        // Start dirty: the first call reads the disk.
+        // Start dirty: the first call reads the store.
         signal.dirty.store(true, Ordering::Release);
-        let watch = if options.watch {
-            DirectoryWatch::start(store.auth_path(), signal.clone())
+        let watch = if options.watch && !backend.is_remote() {
+            DirectoryWatch::start(backend.local().auth_path(), signal.clone())
         } else {
             None
         };
         let (events, _) = broadcast::channel(64);
         Ok(Self {
             inner: Arc::new(Inner {
-                store,
+                backend,
                 client,
                 freshness: options.freshness,
                 clock: options.clock,
@@ -230,6 +263,8 @@ impl AuthManager {
                 signal,
                 watch,
                 stamp: Mutex::default(),
+                validated_at: Mutex::default(),
+                revalidate: options.revalidate,
                 flight: tokio::sync::Mutex::new(()),
                 dead: Mutex::default(),
                 counters: Counters::default(),
@@ -238,14 +273,19 @@ impl AuthManager {
         })
     }
 
-    /// The store underneath.
+    /// The local file store (for a shared store: the local mirror).
     pub fn store(&self) -> &FileStore {
-        &self.inner.store
+        self.inner.backend.local()
     }
 
-    /// The `auth.json` path.
+    /// The local `auth.json` path.
     pub fn auth_path(&self) -> &Path {
-        self.inner.store.auth_path()
+        self.inner.backend.local().auth_path()
+    }
+
+    /// Where the credentials live: the local `auth.json`, or the shared store's location.
+    pub fn location(&self) -> PathBuf {
+        self.inner.backend.location()
     }
 
     /// Whether changes are noticed by a directory watch (else by one `stat` per call).
@@ -276,7 +316,7 @@ impl AuthManager {
         {
             return Ok(snapshot);
         }
-        let snapshot = self.reload()?;
+        let snapshot = self.reload().await?;
         if !snapshot.is_stale(now, &self.inner.freshness) {
             return Ok(snapshot);
         }
@@ -301,7 +341,7 @@ impl AuthManager {
     pub async fn force_refresh(&self) -> Result<Arc<AuthSnapshot>> {
         let held = match self.cached_if_unchanged() {
             Some(snapshot) => snapshot,
-            None => self.reload()?,
+            None => self.reload().await?,
         };
         self.refresh_held(held, RefreshReason::Forced).await
     }
@@ -319,10 +359,13 @@ impl AuthManager {
             ));
         }
         let _flight = self.inner.flight.lock().await;
-        self.inner.store.ensure_home()?;
+        if !self.inner.backend.is_remote() {
+            self.inner.backend.local().ensure_home()?;
+        }
         let mut transaction = self.begin().await?;
-        transaction.write(&document)?;
-        drop(transaction);
+        transaction.write(&document).await?;
+        transaction.commit().await?;
+        self.inner.backend.mirror(Some(&document)).await;
         let snapshot = self.install(AuthSnapshot::new(document));
         self.emit(AuthEvent::LoggedIn);
         Ok(snapshot)
@@ -336,9 +379,10 @@ impl AuthManager {
     pub async fn logout(&self, revoke: bool) -> Result<bool> {
         let _flight = self.inner.flight.lock().await;
         let mut transaction = self.begin().await?;
-        let existing = transaction.read()?;
-        let removed = transaction.remove()?;
-        drop(transaction);
+        let existing = transaction.read().await?;
+        let removed = transaction.remove().await?;
+        transaction.commit().await?;
+        self.inner.backend.mirror(None).await;
         self.clear_cache();
         self.emit(AuthEvent::LoggedOut);
         if revoke
@@ -362,8 +406,17 @@ impl AuthManager {
         if self.inner.signal.dirty.load(Ordering::Acquire) {
             return None;
         }
-        if self.inner.watch.is_none() {
-            let stamp = FileStamp::of(self.inner.store.auth_path());
+        if self.inner.backend.is_remote() {
+            let validated = *self
+                .inner
+                .validated_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if validated.is_none_or(|at| at.elapsed() >= self.inner.revalidate) {
+                return None;
+            }
+        } else if self.inner.watch.is_none() {
+            let stamp = FileStamp::of(self.auth_path());
             self.inner.counters.metadata_check();
             let cached = self.inner.stamp.lock().unwrap_or_else(|e| e.into_inner());
             if *cached != stamp {
@@ -387,15 +440,16 @@ impl AuthManager {
     }
 
     /// Re-reads the disk (no lock) and updates the cache, refusing another identity.
-    fn reload(&self) -> Result<Arc<AuthSnapshot>> {
+    async fn reload(&self) -> Result<Arc<AuthSnapshot>> {
         self.inner.signal.dirty.store(false, Ordering::Release);
-        let stamp = if self.inner.watch.is_none() {
-            FileStamp::of(self.inner.store.auth_path())
+        let stamp = if self.inner.watch.is_none() && !self.inner.backend.is_remote() {
+            FileStamp::of(self.auth_path())
         } else {
             None
         };
         self.inner.counters.disk_read();
-        let disk = match self.inner.store.read() {
+        let read_at = Instant::now();
+        let disk = match self.inner.backend.read().await {
             Ok(disk) => disk,
             Err(error) => {
                 // Read again next time rather than trusting a cache we could not check.
@@ -403,13 +457,34 @@ impl AuthManager {
                 return Err(error);
             }
         };
+        *self
+            .inner
+            .validated_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(read_at);
         let Some(disk) = disk.filter(|d| d.tokens.is_some() || d.openai_api_key.is_some()) else {
+            if self.inner.backend.is_remote() {
+                self.inner.backend.mirror(None).await;
+            }
             let was_logged_in = self.clear_cache();
             if was_logged_in {
                 self.emit(AuthEvent::LoggedOut);
             }
             return Err(self.not_logged_in());
         };
+        let snapshot = self.adopt_read(disk, stamp)?;
+        if self.inner.backend.is_remote() {
+            self.inner.backend.mirror(Some(&snapshot.document)).await;
+        }
+        Ok(snapshot)
+    }
+
+    /// Puts what a plain read found into the cache, unless it is another identity's.
+    fn adopt_read(
+        &self,
+        disk: AuthDocument,
+        stamp: Option<FileStamp>,
+    ) -> Result<Arc<AuthSnapshot>> {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(held) = cache.snapshot.clone() {
             if held.document == disk {
@@ -465,7 +540,7 @@ impl AuthManager {
         }
 
         let mut transaction = self.begin().await?;
-        let disk = transaction.read()?;
+        let disk = transaction.read().await?;
         let decision = decide(
             &held.document,
             disk.as_ref(),
@@ -496,9 +571,9 @@ impl AuthManager {
             Decision::Adopt => {
                 drop(transaction);
                 self.inner.counters.adopted();
-                let snapshot = self.install(AuthSnapshot::new(
-                    disk.unwrap_or_else(|| unreachable_disk(&held)),
-                ));
+                let adopted = disk.unwrap_or_else(|| unreachable_disk(&held));
+                self.inner.backend.mirror(Some(&adopted)).await;
+                let snapshot = self.install(AuthSnapshot::new(adopted));
                 self.emit(AuthEvent::Adopted);
                 return Ok(snapshot);
             }
@@ -519,9 +594,16 @@ impl AuthManager {
                 // and write, nothing else.
                 let received = Instant::now();
                 let refreshed = merge(&base, response, now);
-                transaction.write(&refreshed)?;
+                transaction.write(&refreshed).await?;
+                if let Err(error) = transaction.commit().await {
+                    tracing::error!(
+                        "the authority rotated the refresh token but storing the new one failed: \
+                         this login's lineage may be lost: {error}"
+                    );
+                    return Err(error);
+                }
                 let window = received.elapsed();
-                drop(transaction);
+                self.inner.backend.mirror(Some(&refreshed)).await;
                 self.inner.counters.refreshed();
                 tracing::info!(
                     commit_window_us = window.as_micros() as u64,
@@ -554,7 +636,7 @@ impl AuthManager {
                 tracing::warn!("token refresh failed temporarily: {why}");
                 self.inner.counters.transient_failure();
                 Err(Error::Transient {
-                    path: self.auth_path().to_owned(),
+                    path: self.location(),
                     reason: why,
                 })
             }
@@ -592,11 +674,11 @@ impl AuthManager {
     /// is about to commit.
     async fn recover_from_reuse(
         &self,
-        transaction: Transaction<'_>,
+        mut transaction: Tx<'_>,
         held: &AuthSnapshot,
         spent: &Secret,
     ) -> Result<Arc<AuthSnapshot>> {
-        if let Some(snapshot) = self.adopt_successor(&transaction, held, spent)? {
+        if let Some(snapshot) = self.adopt_successor(&mut transaction, held, spent).await? {
             return Ok(snapshot);
         }
         drop(transaction);
@@ -615,8 +697,9 @@ impl AuthManager {
             seen = self.inner.signal.generation.load(Ordering::Acquire);
             let moved = self
                 .inner
-                .store
+                .backend
                 .read()
+                .await
                 .ok()
                 .flatten()
                 .and_then(|d| d.refresh_token().cloned())
@@ -625,8 +708,8 @@ impl AuthManager {
                 break;
             }
         }
-        let transaction = self.begin().await?;
-        if let Some(snapshot) = self.adopt_successor(&transaction, held, spent)? {
+        let mut transaction = self.begin().await?;
+        if let Some(snapshot) = self.adopt_successor(&mut transaction, held, spent).await? {
             return Ok(snapshot);
         }
         drop(transaction);
@@ -636,19 +719,20 @@ impl AuthManager {
         Err(self.relogin(ReloginReason::Reused))
     }
 
-    fn adopt_successor(
+    async fn adopt_successor(
         &self,
-        transaction: &Transaction<'_>,
+        transaction: &mut Tx<'_>,
         held: &AuthSnapshot,
         spent: &Secret,
     ) -> Result<Option<Arc<AuthSnapshot>>> {
-        let Some(disk) = transaction.read()? else {
+        let Some(disk) = transaction.read().await? else {
             return Ok(None);
         };
         let moved_on = disk.refresh_token().is_some_and(|token| token != spent);
         if moved_on && documents_verdict(&held.document, &disk).is_compatible() {
             self.inner.counters.reuse_recovered();
             tracing::info!("refresh token was spent by another process; adopted its successor");
+            self.inner.backend.mirror(Some(&disk)).await;
             let snapshot = self.install(AuthSnapshot::new(disk));
             self.emit(AuthEvent::Adopted);
             return Ok(Some(snapshot));
@@ -656,8 +740,8 @@ impl AuthManager {
         Ok(None)
     }
 
-    async fn begin(&self) -> Result<Transaction<'_>> {
-        let transaction = self.inner.store.begin().await?;
+    async fn begin(&self) -> Result<Tx<'_>> {
+        let transaction = self.inner.backend.begin().await?;
         self.inner.counters.transaction(transaction.lock_wait());
         Ok(transaction)
     }
@@ -668,10 +752,15 @@ impl AuthManager {
         cache.snapshot = Some(snapshot.clone());
         cache.identity_changed = false;
         // Our own write also reaches the watch; re-reading once is cheap and keeps this simple.
-        if self.inner.watch.is_none() {
+        if self.inner.watch.is_none() && !self.inner.backend.is_remote() {
             *self.inner.stamp.lock().unwrap_or_else(|e| e.into_inner()) =
-                FileStamp::of(self.inner.store.auth_path());
+                FileStamp::of(self.auth_path());
         }
+        *self
+            .inner
+            .validated_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         snapshot
     }
 
@@ -689,13 +778,13 @@ impl AuthManager {
 
     fn not_logged_in(&self) -> Error {
         Error::NotLoggedIn {
-            path: self.auth_path().to_owned(),
+            path: self.location(),
         }
     }
 
     fn relogin(&self, reason: ReloginReason) -> Error {
         Error::ReloginRequired {
-            path: self.auth_path().to_owned(),
+            path: self.location(),
             reason,
         }
     }
