@@ -19,6 +19,9 @@ const CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 const BOUND: Duration = Duration::from_secs(5);
 
 fn client_with_timeout(limit: Duration) -> reqwest::Client {
+    // reqwest is built without a default crypto provider (see src/authority.rs); plain HTTP
+    // needs none, but the builder asks for one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(limit)

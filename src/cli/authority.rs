@@ -49,7 +49,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         let document = AuthDocument::parse(value.to_string().as_bytes()).map_err(|e| {
             Error::InvalidInput(format!("the authority issued an invalid document: {e}"))
         })?;
-        let manager = cli.manager()?;
+        let manager = cli.manager().await?;
         manager.login(document).await?;
         println!("logged in: wrote {}", manager.auth_path().display());
     }

@@ -21,7 +21,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         path: args.from.clone(),
         reason: e.to_string(),
     })?;
-    let manager = cli.manager()?;
+    let manager = cli.manager().await?;
     let snapshot = manager.login(document).await?;
     let claims = snapshot.claims();
     println!(

@@ -12,7 +12,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
-    let manager = cli.manager()?;
+    let manager = cli.manager().await?;
     if manager.logout(args.revoke).await? {
         println!("logged out: removed {}", manager.auth_path().display());
     } else {

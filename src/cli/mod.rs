@@ -1,5 +1,6 @@
 //! The command-line tool: argument parsing, logging, exit codes; one file per command.
 
+mod agent;
 #[cfg(feature = "simulator")]
 mod authority;
 #[cfg(feature = "simulator")]
@@ -48,6 +49,27 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "SECS", default_value_t = 20.0)]
     request_timeout: f64,
 
+    /// A shared credential store for many machines (postgres://...); the local auth.json in
+    /// the Codex home becomes its mirror
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "AUTHSTORE_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
+
+    /// The credential's key in the shared store
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY",
+        env = "AUTHSTORE_STORE_KEY",
+        default_value = "default"
+    )]
+    store_key: String,
+
     /// Run without the cross-process locks, on filesystems that cannot lock (unsafe with
     /// concurrent processes)
     #[arg(long, global = true)]
@@ -75,6 +97,8 @@ enum Command {
     Logout(logout::Args),
     /// Print one line per change any process makes to auth.json, until interrupted
     Watch(watch::Args),
+    /// Keep the tokens fresh ahead of Codex's refresh window, until SIGINT or SIGTERM
+    Agent(agent::Args),
     /// Run the embedded token authority on loopback (rotation, reuse detection), until interrupted
     #[cfg(feature = "simulator")]
     Authority(authority::Args),
@@ -130,6 +154,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Login(args) => login::run(&cli, args).await,
         Command::Logout(args) => logout::run(&cli, args).await,
         Command::Watch(args) => watch::run(&cli, args).await,
+        Command::Agent(args) => agent::run(&cli, args).await,
         #[cfg(feature = "simulator")]
         Command::Authority(args) => authority::run(&cli, args).await,
         #[cfg(feature = "simulator")]
@@ -150,15 +175,64 @@ impl Cli {
             .unlocked(self.unlocked))
     }
 
-    pub(crate) fn manager(&self) -> Result<AuthManager, Error> {
-        let authority = authstore::authority::AuthorityConfig::from_env()
-            .request_timeout(seconds("--request-timeout", self.request_timeout)?);
-        let options = ManagerOptions::default()
-            .store(self.store_options()?)
-            .authority(authority)
-            // A one-shot command reads the file once; a watch would only cost a thread.
-            .watch(false);
-        AuthManager::new(self.home()?, options)
+    /// The manager for a one-shot command.
+    pub(crate) async fn manager(&self) -> Result<AuthManager, Error> {
+        // A one-shot command reads the file once; a watch would only cost a thread.
+        self.manager_with(|options| options.watch(false)).await
+    }
+
+    /// A manager over the configured store (the local file, or `--store`), with `adjust`
+    /// applied to the options.
+    pub(crate) async fn manager_with(
+        &self,
+        adjust: impl FnOnce(ManagerOptions) -> ManagerOptions,
+    ) -> Result<AuthManager, Error> {
+        let request_timeout = seconds("--request-timeout", self.request_timeout)?;
+        let authority =
+            authstore::authority::AuthorityConfig::from_env().request_timeout(request_timeout);
+        let options = adjust(
+            ManagerOptions::default()
+                .store(self.store_options()?)
+                .authority(authority),
+        );
+        let Some(url) = &self.store else {
+            return AuthManager::new(self.home()?, options);
+        };
+        self.shared_manager(url, request_timeout, options).await
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn shared_manager(
+        &self,
+        url: &str,
+        request_timeout: Duration,
+        options: ManagerOptions,
+    ) -> Result<AuthManager, Error> {
+        use authstore::store::postgres::{PgOptions, PgStore};
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(Error::InvalidInput(
+                "--store takes a postgres://... URL".into(),
+            ));
+        }
+        let pg_options = PgOptions::default()
+            .lock_timeout(seconds("--lock-timeout", self.lock_timeout)?)
+            // Longer than a refresh can take, so that only a hung holder is cut off.
+            .idle_timeout(request_timeout + Duration::from_secs(10));
+        let store = PgStore::connect(url, &self.store_key, pg_options).await?;
+        AuthManager::with_postgres(self.home()?, store, options)
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    async fn shared_manager(
+        &self,
+        _url: &str,
+        _request_timeout: Duration,
+        _options: ManagerOptions,
+    ) -> Result<AuthManager, Error> {
+        Err(Error::InvalidInput(
+            "--store needs authstore built with the postgres feature (cargo install --features postgres)"
+                .into(),
+        ))
     }
 }
 

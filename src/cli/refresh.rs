@@ -12,7 +12,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
-    let manager = cli.manager()?;
+    let manager = cli.manager().await?;
     let before = manager.stats();
     let snapshot = if args.force {
         manager.force_refresh().await?

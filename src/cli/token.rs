@@ -16,7 +16,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
-    let manager = cli.manager()?;
+    let manager = cli.manager().await?;
     let snapshot = manager.auth().await?;
     let Some(token) = snapshot.access_token() else {
         return Err(Error::NotLoggedIn {

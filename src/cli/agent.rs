@@ -1,0 +1,177 @@
+//! `authstore agent`: keeps the credentials fresh ahead of the window in which Codex refreshes,
+//! so that Codex processes never call the token endpoint themselves.
+//!
+//! Codex calls the token endpoint before it takes its lock: N Codex processes that find one
+//! stale token make N calls, and N−1 are rejected as reused. With the agent refreshing (through
+//! the transaction, on the file store or a shared store mirrored into the local `auth.json`)
+//! before Codex's 5-minute window opens, Codex never finds a stale token.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use authstore::AuthEvent;
+use authstore::document::{Freshness, format_timestamp};
+use authstore::error::{Error, ErrorKind};
+use serde_json::json;
+
+use super::{Cli, exit, when};
+
+/// Codex refreshes when its access token has less than this left.
+const CODEX_WINDOW: Duration = Duration::from_secs(300);
+/// The longest sleep between checks, so that logins, logouts and store changes are seen.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// The longest pause after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Refresh when the access token has less than this many seconds left (more than Codex's
+    /// 300, so that Codex never finds it stale)
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    ahead: u64,
+
+    /// One JSON object per line: {"time","event",...}
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
+    let ahead = Duration::from_secs(args.ahead);
+    if ahead <= CODEX_WINDOW {
+        eprintln!(
+            "authstore: warning: --ahead {} is not more than Codex's own window (300 s): Codex may still refresh",
+            args.ahead
+        );
+    }
+    let manager = cli
+        .manager_with(|options| {
+            options.freshness(Freshness {
+                refresh_window: ahead,
+                ..Freshness::default()
+            })
+        })
+        .await?;
+    let mut report = Reporter { json: args.json };
+    report.line(
+        "started",
+        json!({"location": manager.location(), "ahead_secs": args.ahead}),
+    );
+    let mut events = manager.subscribe();
+    let mut backoff = Duration::ZERO;
+    loop {
+        let wait = match manager.auth().await {
+            Ok(snapshot) => {
+                backoff = Duration::ZERO;
+                while let Ok(event) = events.try_recv() {
+                    report_event(&mut report, &event, snapshot.expires_at());
+                }
+                next_check(snapshot.expires_at(), ahead)
+            }
+            Err(error) => {
+                while events.try_recv().is_ok() {}
+                let wait = match error.kind() {
+                    // Waiting for someone to log in (again): check every few seconds.
+                    ErrorKind::NotLoggedIn => Duration::from_secs(2),
+                    ErrorKind::ReloginRequired(_) => {
+                        manager.reset();
+                        Duration::from_secs(5)
+                    }
+                    // The authority or the store is down for now: back off, bounded.
+                    _ => {
+                        backoff = (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
+                        backoff
+                    }
+                };
+                report.line(
+                    "waiting",
+                    json!({"reason": error.to_string(), "retry_in_secs": wait.as_secs_f64()}),
+                );
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown_signal() => {
+                report.line("stopped", json!({}));
+                return Ok(exit::SUCCESS);
+            }
+        }
+    }
+}
+
+/// When to look again: when the token enters the agent's window, but at least a second from now
+/// (a token whose whole life is shorter than the window is refreshed at half its remaining life,
+/// not in a loop) and at most [`MAX_SLEEP`].
+fn next_check(expires_at: Option<SystemTime>, ahead: Duration) -> Duration {
+    let Some(remaining) = expires_at.and_then(|exp| exp.duration_since(SystemTime::now()).ok())
+    else {
+        return Duration::from_secs(1);
+    };
+    let until_window = remaining.checked_sub(ahead).unwrap_or(remaining / 2);
+    until_window.clamp(Duration::from_secs(1), MAX_SLEEP)
+}
+
+fn report_event(report: &mut Reporter, event: &AuthEvent, expires_at: Option<SystemTime>) {
+    let name = match event {
+        AuthEvent::Refreshed => "refreshed",
+        AuthEvent::Adopted => "adopted",
+        AuthEvent::LoggedIn => "logged_in",
+        AuthEvent::LoggedOut => "logged_out",
+        AuthEvent::IdentityChanged => "identity_changed",
+    };
+    report.line(name, json!({"expires_at": when(expires_at)}));
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Writes one line per event to stdout, as text or JSON. Never a token.
+struct Reporter {
+    json: bool,
+}
+
+impl Reporter {
+    fn line(&mut self, event: &str, mut fields: serde_json::Value) {
+        let time = format_timestamp(SystemTime::now());
+        let line = if self.json {
+            fields["time"] = time.into();
+            fields["event"] = event.into();
+            fields.to_string()
+        } else {
+            let details = fields
+                .as_object()
+                .map(|map| {
+                    map.iter()
+                        .map(|(k, v)| match v.as_str() {
+                            Some(text) => format!("{k}={text}"),
+                            None => format!("{k}={v}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            format!("{time} {event} {details}").trim_end().to_owned()
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    }
+}
