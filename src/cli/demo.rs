@@ -69,6 +69,10 @@ pub(crate) struct WorkerArgs {
     #[arg(long, value_name = "MICROS", default_value_t = 5000)]
     pause_max_us: u64,
 
+    /// Coordinated sessions notice changes by one `stat` per call instead of a directory watch
+    #[arg(long)]
+    no_watch: bool,
+
     /// Where to log in again after a permanent failure (the authority's /sim/login); without
     /// it, a session forced to log in again stops asking
     #[arg(long, value_name = "URL")]
@@ -152,6 +156,7 @@ pub(crate) async fn run_worker(cli: &Cli, args: &WorkerArgs) -> Result<u8, Error
             Duration::from_micros(args.pause_max_us),
         ),
         login_url: args.login_url.clone(),
+        watch: !args.no_watch,
     };
     match demo::run_worker(env, config).await {
         Ok(()) => Ok(exit::SUCCESS),

@@ -68,6 +68,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) pause: (Duration, Duration),
     /// Where to log in again after a permanent failure (`POST /sim/login`); `None`: stop asking.
     pub(crate) login_url: Option<String>,
+    /// Whether a coordinated session watches the directory (else one `stat` per call).
+    pub(crate) watch: bool,
 }
 
 /// Where the session lives.
@@ -139,13 +141,15 @@ enum Session {
 }
 
 impl Session {
-    fn new(strategy: Strategy, env: &WorkerEnv, freshness: Freshness) -> Result<Self, String> {
+    fn new(strategy: Strategy, env: &WorkerEnv, config: &WorkerConfig) -> Result<Self, String> {
+        let freshness = config.freshness;
         let kind = match strategy {
             Strategy::Coordinated => {
                 let options = ManagerOptions::default()
                     .store(env.store.clone())
                     .authority(env.authority.clone())
-                    .freshness(freshness);
+                    .freshness(freshness)
+                    .watch(config.watch);
                 let manager =
                     AuthManager::new(env.home.clone(), options).map_err(|e| e.to_string())?;
                 return Ok(Session::Coordinated(manager));
@@ -213,7 +217,7 @@ pub(crate) async fn run(env: WorkerEnv, config: WorkerConfig) -> Result<(), Stri
         // Forcing refreshes through a baseline only measures how fast it revokes its family.
         return Err("--mode force is only meaningful with --strategy coordinated".into());
     }
-    let mut session = Session::new(config.strategy, &env, config.freshness)?;
+    let mut session = Session::new(config.strategy, &env, &config)?;
     let login = match &config.login_url {
         Some(url) => Some(Login::new(url.clone())?),
         None => None,
