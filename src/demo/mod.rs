@@ -8,8 +8,8 @@
 //! tokens expire many times. The parent then reads the authority's counters and the workers'
 //! reports and prints one row per strategy.
 //!
-//! - [`run`]: the orchestration (authority, homes, processes, the table);
-//! - [`worker`]: the worker process: one session, its request loop, its report;
+//! - [`run`](mod@run): the orchestration (authority, homes, processes, the table);
+//! - [`worker`](mod@worker): the worker process: one session, its request loop, its report;
 //! - [`baselines`]: the `naive` and `reread` strategies, **baselines for comparison only**: they
 //!   reproduce how Codex shared the file before and after March 2026 and are not part of the
 //!   library;
