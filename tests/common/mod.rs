@@ -3,6 +3,8 @@
 
 #[cfg(feature = "simulator")]
 pub mod binary;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::path::Path;
 use std::sync::Arc;
