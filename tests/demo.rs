@@ -107,3 +107,57 @@ fn the_demo_refuses_bad_settings_with_a_usage_error() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn the_hidden_worker_never_runs_on_the_users_home_or_against_a_remote_authority() {
+    let home = tempfile::tempdir().expect("a temporary home");
+    let cases: [(&[&str], Option<&str>); 3] = [
+        (&["demo-worker", "--strategy", "naive"], None),
+        (
+            &[
+                "--codex-home",
+                "HOME",
+                "demo-worker",
+                "--strategy",
+                "coordinated",
+            ],
+            Some("https://auth.example.com/oauth/token"),
+        ),
+        (
+            &[
+                "--codex-home",
+                "HOME",
+                "demo-worker",
+                "--strategy",
+                "naive",
+                "--login-url",
+                "http://192.0.2.1/sim/login",
+            ],
+            Some("http://127.0.0.1:9/oauth/token"),
+        ),
+    ];
+    for (args, token_url) in cases {
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| {
+                if *a == "HOME" {
+                    home.path().to_str().unwrap()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let mut command = Command::new(BIN);
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .env_remove("CODEX_HOME");
+        match token_url {
+            Some(url) => command.env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", url),
+            None => command.env_remove("CODEX_REFRESH_TOKEN_URL_OVERRIDE"),
+        };
+        let output = command.output().expect("the worker starts");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}: it never got ready");
+    }
+}

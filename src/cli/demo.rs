@@ -136,11 +136,36 @@ pub(crate) async fn run_worker(cli: &Cli, args: &WorkerArgs) -> Result<u8, Error
             "--pause-min-us must not exceed --pause-max-us".into(),
         ));
     }
+    // An internal command: it never runs on the user's own Codex home, nor against a token
+    // endpoint that is not on this machine.
+    let Some(home) = cli.codex_home.clone() else {
+        return Err(Error::InvalidInput(
+            "demo-worker is internal to `authstore demo` and needs an explicit --codex-home".into(),
+        ));
+    };
+    let authority = AuthorityConfig::from_env()
+        .request_timeout(seconds("--request-timeout", cli.request_timeout)?);
+    let loopback = |url: &str| {
+        reqwest::Url::parse(url).is_ok_and(|url| match url.host_str() {
+            Some("localhost") => true,
+            Some(host) => host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            None => false,
+        })
+    };
+    let urls = [Some(authority.url()), args.login_url.as_deref()];
+    if let Some(url) = urls.into_iter().flatten().find(|url| !loopback(url)) {
+        return Err(Error::InvalidInput(format!(
+            "demo-worker only talks to a token authority on this machine, not {url}"
+        )));
+    }
     let env = demo::WorkerEnv {
-        home: cli.home()?,
+        home,
         store: cli.store_options()?,
-        authority: AuthorityConfig::from_env()
-            .request_timeout(seconds("--request-timeout", cli.request_timeout)?),
+        authority,
     };
     let config = demo::WorkerConfig {
         strategy: args.strategy,
