@@ -3,8 +3,9 @@
 //! reuse, how many sessions are forced to log in again, and how long until every process holds
 //! a fresh token (or has failed)? For N = 1, 2, 4, ..., 64 and the three strategies of the demo.
 //!
-//! `cargo bench --bench amplification` (add `-- --quick` for N ≤ 16 and one repetition;
-//! `-- --plot` only redraws `benches/results/*.svg` from the last results).
+//! `cargo bench --bench amplification` (add `-- --quick` for N ≤ 16 and one repetition, which
+//! leaves the plots alone; `-- --plot` only redraws `benches/results/*.svg` from the last
+//! results).
 
 mod common;
 
@@ -60,7 +61,10 @@ fn main() {
     }
     common::print_table(&rows);
     common::write_results("amplification", options, json!(results));
-    if let Err(message) = plot() {
+    if options.quick {
+        // The committed plots come from full runs; `-- --plot` draws these anyway.
+        println!("quick run: plots not redrawn (cargo bench --bench amplification -- --plot does)");
+    } else if let Err(message) = plot() {
         eprintln!("amplification: {message}");
     }
 }
