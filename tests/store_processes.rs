@@ -13,6 +13,69 @@ use serde_json::json;
 
 const WORKER_ENV: &str = "AUTHSTORE_TEST_WORKER_HOME";
 const CYCLES_ENV: &str = "AUTHSTORE_TEST_WORKER_CYCLES";
+const HOLD_ENV: &str = "AUTHSTORE_TEST_HOLDER_HOME";
+
+/// Holds the transaction lock until killed, announcing it on stdout.
+#[tokio::test]
+async fn holder_entry() {
+    let Ok(home) = std::env::var(HOLD_ENV) else {
+        return;
+    };
+    let store = FileStore::new(home, StoreOptions::default());
+    let _transaction = store.begin().await.unwrap();
+    println!("holding");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[tokio::test]
+async fn a_lock_timeout_names_the_lock_and_its_holder_and_a_killed_holder_hands_off_at_once() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().unwrap();
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holder_entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(HOLD_ENV, home.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(holder.stdout.take().unwrap()).lines();
+    let ready = lines.find(|l| l.as_ref().is_ok_and(|l| l.contains("holding")));
+    assert!(ready.is_some(), "the holder took the lock");
+
+    let store = FileStore::new(
+        home.path(),
+        StoreOptions::default().lock_deadline(Duration::from_millis(300)),
+    );
+    let error = store.begin().await.unwrap_err();
+    assert_eq!(error.kind(), authstore::ErrorKind::LockTimeout);
+    let message = error.to_string();
+    assert!(message.contains("auth.lock"), "{message}");
+    assert!(
+        message.contains(&format!("pid {}", holder.id())),
+        "names the holder: {message}"
+    );
+
+    // The kernel releases the lock of a process that dies: the next one proceeds at once.
+    let waiting = tokio::spawn(async move {
+        let store = FileStore::new(home.path(), StoreOptions::default());
+        let started = std::time::Instant::now();
+        let result = store.begin().await.map(|_| started.elapsed());
+        (result, home)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let (result, _home) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiter got the lock")
+        .unwrap();
+    assert!(result.is_ok(), "the waiter proceeds after the holder died");
+}
 
 #[tokio::test]
 async fn worker_entry() {

@@ -36,6 +36,8 @@ use crate::error::{Error, Result};
 /// After this long waiting, tell the user whom we are waiting for.
 const PATIENCE: Duration = Duration::from_secs(1);
 
+/// The holder note is a fixed-size record at the start of `auth.lock`, padded with spaces.
+const NOTE_BYTES: usize = 128;
 /// The holder note written into `auth.lock` is read back at most this long.
 const MAX_NOTE_BYTES: u64 = 512;
 
@@ -61,9 +63,11 @@ impl TransactionLock {
 
 impl Drop for TransactionLock {
     fn drop(&mut self) {
-        // Clear the note while still holding the lock, so that a note seen by a waiter always
-        // names the current holder. Closing the file descriptor releases the lock.
-        if let Err(error) = self.file.set_len(0) {
+        // Blank the note while still holding the lock, so that a note seen by a waiter always
+        // names the current holder. Overwritten in place, never truncated: truncating a file to
+        // zero makes ext4 flush it on close, which would slow every hand-off. Closing the file
+        // descriptor releases the lock.
+        if let Err(error) = write_note(&mut self.file, "") {
             tracing::debug!(path = %self.path.display(), %error, "could not clear the lock holder note");
         }
         let _ = self.file.unlock();
@@ -233,13 +237,26 @@ fn write_holder_note(file: &mut File) -> io::Result<()> {
         })
         .unwrap_or_else(|| "unknown".into());
     let note = format!(
-        "pid {} ({program}) since {}\n",
+        "pid {} ({program}) since {}",
         std::process::id(),
         crate::document::format_timestamp(SystemTime::now())
     );
-    file.set_len(0)?;
+    write_note(file, &note)
+}
+
+/// Writes `note` as the fixed-size, space-padded record at the start of the file.
+fn write_note(file: &mut File, note: &str) -> io::Result<()> {
+    let mut record = [b' '; NOTE_BYTES];
+    let note = note.as_bytes();
+    // Cut at a character boundary: the note is for humans and must stay valid UTF-8.
+    let mut len = note.len().min(NOTE_BYTES - 1);
+    while len > 0 && std::str::from_utf8(&note[..len]).is_err() {
+        len -= 1;
+    }
+    record[..len].copy_from_slice(&note[..len]);
+    record[NOTE_BYTES - 1] = b'\n';
     file.seek(SeekFrom::Start(0))?;
-    file.write_all(note.as_bytes())
+    file.write_all(&record)
 }
 
 /// The note the current holder wrote, if any: for messages only, never for decisions.
