@@ -51,9 +51,9 @@ fn temp_affixes(target: &Path) -> (String, &'static str) {
     (format!(".{name}."), ".tmp")
 }
 
-/// Writes `bytes` to `target` (already resolved) durably and atomically. Nothing else happens
-/// here: after a refresh, the time from the authority's answer to the rename is the window in
-/// which a crash loses the rotated token.
+/// Writes `bytes` to `target` (already resolved) durably and atomically. After a refresh, the
+/// time from the authority's answer to the rename is the window in which a crash loses the
+/// rotated token, so this does the durable write and nothing else.
 pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent_dir(target);
     let (prefix, suffix) = temp_affixes(target);
