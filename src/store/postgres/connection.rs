@@ -103,6 +103,16 @@ impl Conn {
         !self.client.is_closed() && lock(&self.ended).is_none()
     }
 
+    /// Why the connection ended, once it has.
+    pub(super) fn ended(&self) -> Option<String> {
+        if let Some(failure) = lock(&self.ended).as_ref() {
+            return Some(failure.reason.clone());
+        }
+        self.client
+            .is_closed()
+            .then(|| "the connection was closed".to_owned())
+    }
+
     /// Runs one or more statements with the simple protocol (no parameters), within `bound`.
     pub(super) async fn batch(&self, sql: &str, bound: Duration) -> Result<(), Failure> {
         self.bounded(bound, self.client.batch_execute(sql)).await

@@ -107,6 +107,21 @@ fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether every host is on this machine (a Unix socket or a loopback address), where a plain
+/// connection exposes nothing.
+pub(super) fn is_local(config: &Config) -> bool {
+    config.get_hosts().iter().all(|host| match host {
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => true,
+    })
+}
+
 /// The printable location: `postgres://USER@HOST:PORT/DATABASE#KEY`, rebuilt from the parsed
 /// configuration, so that it cannot hold a password whatever the URL looked like.
 pub(super) fn describe(config: &Config, key: &str) -> String {
@@ -191,6 +206,16 @@ mod tests {
             location("postgres://[::1]:6000,127.0.0.1:6001/auth"),
             "postgres://[::1]:6000,127.0.0.1:6001/auth#default"
         );
+    }
+
+    #[test]
+    fn local_hosts_are_told_apart() {
+        let local = |url: &str| is_local(&parse(url).unwrap().config);
+        assert!(local("postgres://127.0.0.1/auth"));
+        assert!(local("postgres://localhost,[::1]/auth"));
+        assert!(local("postgres://%2Frun%2Fpostgresql/auth"));
+        assert!(!local("postgres://db.example.com/auth"));
+        assert!(!local("postgres://127.0.0.1,10.0.0.5/auth"));
     }
 
     #[test]

@@ -224,6 +224,12 @@ impl PgStore {
             .or(parsed.ssl_root_cert)
             .or_else(|| std::env::var_os("PGSSLROOTCERT").map(PathBuf::from));
         let tls = connection::tls(&config, root_cert.as_deref())?;
+        if tls.is_none() && !location::is_local(&config) {
+            tracing::warn!(
+                location = %location::describe(&config, key),
+                "connecting to the credential store without TLS; add sslmode=require to the URL"
+            );
+        }
         let store = PgStore {
             inner: Arc::new(Inner {
                 location: location::describe(&config, key),
@@ -622,6 +628,12 @@ impl PgTransaction {
                 .store
                 .unavailable("the commit failed: the transaction has ended".into()));
         };
+        if let Some(reason) = conn.ended() {
+            // The connection ended before COMMIT was sent: the server rolled back.
+            return Err(self.store.unavailable(format!(
+                "the commit failed: the connection ended before it ({reason}); nothing was stored"
+            )));
+        }
         match conn
             .batch("COMMIT", self.store.inner.options.connect_timeout)
             .await
