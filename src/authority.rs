@@ -3,11 +3,12 @@
 //!
 //! The client knows nothing about files; the manager decides what to do with what it returns.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::document::{AuthDocument, IdClaims, format_timestamp};
 use crate::error::ReloginReason;
 use crate::secret::Secret;
 
@@ -109,6 +110,31 @@ pub struct TokenResponse {
     pub refresh_token: Option<Secret>,
 }
 
+impl TokenResponse {
+    /// Merges these new tokens into `base` (the state read inside the lock): new tokens, the
+    /// old refresh token when none came back, `last_refresh = now`, a missing `account_id` filled
+    /// from the new id token, and everything else (unknown fields included) unchanged.
+    pub fn merge_into(self, base: &AuthDocument, now: SystemTime) -> AuthDocument {
+        let mut document = base.clone();
+        if let Some(tokens) = document.tokens.as_mut() {
+            if let Some(id_token) = self.id_token {
+                tokens.id_token = id_token;
+            }
+            if let Some(access_token) = self.access_token {
+                tokens.access_token = access_token;
+            }
+            if let Some(refresh_token) = self.refresh_token {
+                tokens.refresh_token = refresh_token;
+            }
+            if tokens.account_id.is_none() {
+                tokens.account_id = IdClaims::from_jwt(tokens.id_token.expose()).account_id;
+            }
+        }
+        document.last_refresh = Some(format_timestamp(now));
+        document
+    }
+}
+
 /// Why a refresh failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefreshFailure {
@@ -157,7 +183,7 @@ impl TokenClient {
         // aws-lc-rs); installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder();
-        if points_at_loopback(&config.token_url) {
+        if is_loopback_url(&config.token_url) {
             // A local authority (tests, the embedded simulator) is never reached through a proxy.
             builder = builder.no_proxy();
         }
@@ -227,7 +253,8 @@ impl TokenClient {
     }
 }
 
-fn points_at_loopback(url: &str) -> bool {
+/// Whether `url` names this machine (`localhost` or a loopback address).
+pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|url| match url.host_str() {
         Some("localhost") => true,
         Some(host) => host

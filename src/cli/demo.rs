@@ -145,19 +145,12 @@ pub(crate) async fn run_worker(cli: &Cli, args: &WorkerArgs) -> Result<u8, Error
     };
     let authority = AuthorityConfig::from_env()
         .request_timeout(seconds("--request-timeout", cli.request_timeout)?);
-    let loopback = |url: &str| {
-        reqwest::Url::parse(url).is_ok_and(|url| match url.host_str() {
-            Some("localhost") => true,
-            Some(host) => host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback()),
-            None => false,
-        })
-    };
     let urls = [Some(authority.url()), args.login_url.as_deref()];
-    if let Some(url) = urls.into_iter().flatten().find(|url| !loopback(url)) {
+    if let Some(url) = urls
+        .into_iter()
+        .flatten()
+        .find(|url| !authstore::authority::is_loopback_url(url))
+    {
         return Err(Error::InvalidInput(format!(
             "demo-worker only talks to a token authority on this machine, not {url}"
         )));

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use authstore::authority::{RefreshFailure, TokenClient, TokenResponse};
-use authstore::document::{AuthDocument, Freshness, IdClaims, format_timestamp};
+use authstore::authority::{RefreshFailure, TokenClient};
+use authstore::document::{AuthDocument, Freshness};
 use authstore::error::Error;
 use authstore::policy::documents_verdict;
 use authstore::store::{FileStore, StoreOptions};
@@ -152,7 +152,7 @@ impl Baseline {
         };
         match self.client.refresh(refresh_token).await {
             Ok(response) => {
-                let refreshed = Arc::new(Held::new(merge(&base.document, response, now)));
+                let refreshed = Arc::new(Held::new(response.merge_into(&base.document, now)));
                 // No lock: whatever another process wrote meanwhile is overwritten.
                 write_unlocked(self.store.auth_path(), &refreshed.document.to_json()).map_err(
                     |e| {
@@ -193,28 +193,6 @@ impl Held {
         self.document.tokens.is_some()
             && freshness.is_stale(self.expires_at, self.last_refresh, now)
     }
-}
-
-/// The refresh result merged as Codex merges it: new tokens, the old refresh token when none
-/// came back, `last_refresh = now`.
-fn merge(base: &AuthDocument, response: TokenResponse, now: SystemTime) -> AuthDocument {
-    let mut document = base.clone();
-    if let Some(tokens) = document.tokens.as_mut() {
-        if let Some(id_token) = response.id_token {
-            tokens.id_token = id_token;
-        }
-        if let Some(access_token) = response.access_token {
-            tokens.access_token = access_token;
-        }
-        if let Some(refresh_token) = response.refresh_token {
-            tokens.refresh_token = refresh_token;
-        }
-        if tokens.account_id.is_none() {
-            tokens.account_id = IdClaims::from_jwt(tokens.id_token.expose()).account_id;
-        }
-    }
-    document.last_refresh = Some(format_timestamp(now));
-    document
 }
 
 /// The durable atomic write without any lock: temp file (0600) in the same directory, write,

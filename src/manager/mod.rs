@@ -25,7 +25,7 @@ pub use stats::Stats;
 
 use crate::authority::{AuthorityConfig, RefreshFailure, TokenClient, TokenResponse};
 use crate::clock::Clock;
-use crate::document::{AuthDocument, Freshness, IdClaims, Identity, format_timestamp};
+use crate::document::{AuthDocument, Freshness, IdClaims, Identity};
 use crate::error::{Error, ReloginReason, Result};
 use crate::policy::{Decision, RefreshReason, decide, documents_verdict};
 use crate::secret::Secret;
@@ -593,7 +593,7 @@ impl AuthManager {
                 // crash now loses it (the one window no client can close). Keep it short: merge
                 // and write, nothing else.
                 let received = Instant::now();
-                let refreshed = merge(&base, response, now);
+                let refreshed = response.merge_into(&base, now);
                 transaction.write(&refreshed).await?;
                 if let Err(error) = transaction.commit().await {
                     tracing::error!(
@@ -820,27 +820,4 @@ fn fingerprint(token: &Secret) -> u64 {
     let mut hasher = DefaultHasher::new();
     token.expose().hash(&mut hasher);
     hasher.finish()
-}
-
-/// Merges a successful refresh into the disk state: new tokens, the old refresh token when none
-/// came back, `last_refresh = now`, a missing `account_id` filled from the new id token, and
-/// everything else (unknown fields included) unchanged.
-fn merge(base: &AuthDocument, response: TokenResponse, now: SystemTime) -> AuthDocument {
-    let mut document = base.clone();
-    if let Some(tokens) = document.tokens.as_mut() {
-        if let Some(id_token) = response.id_token {
-            tokens.id_token = id_token;
-        }
-        if let Some(access_token) = response.access_token {
-            tokens.access_token = access_token;
-        }
-        if let Some(refresh_token) = response.refresh_token {
-            tokens.refresh_token = refresh_token;
-        }
-        if tokens.account_id.is_none() {
-            tokens.account_id = IdClaims::from_jwt(tokens.id_token.expose()).account_id;
-        }
-    }
-    document.last_refresh = Some(format_timestamp(now));
-    document
 }
