@@ -57,8 +57,20 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         json!({"location": manager.location(), "ahead_secs": args.ahead}),
     );
     let mut events = manager.subscribe();
+    // One listener for the whole run, installed before the first refresh, so that a signal that
+    // arrives mid-refresh is not lost; the refresh in progress finishes (cancelling it could lose
+    // a token the authority already rotated) and the agent stops right after.
+    let (stop_sender, mut stop) = tokio::sync::watch::channel(false);
+    let signalled = shutdown_signal();
+    tokio::spawn(async move {
+        signalled.await;
+        let _ = stop_sender.send(true);
+    });
     let mut backoff = Duration::ZERO;
     loop {
+        if *stop.borrow() {
+            break;
+        }
         let wait = match manager.auth().await {
             Ok(snapshot) => {
                 backoff = Duration::ZERO;
@@ -91,12 +103,11 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown_signal() => {
-                report.line("stopped", json!({}));
-                return Ok(exit::SUCCESS);
-            }
+            _ = stop.changed() => {}
         }
     }
+    report.line("stopped", json!({}));
+    Ok(exit::SUCCESS)
 }
 
 /// When to look again: when the token enters the agent's window, but at least a second from now
@@ -122,25 +133,33 @@ fn report_event(report: &mut Reporter, event: &AuthEvent, expires_at: Option<Sys
     report.line(name, json!({"expires_at": when(expires_at)}));
 }
 
-async fn shutdown_signal() {
+/// Listens for SIGINT and SIGTERM from now on (the handlers are installed before this returns)
+/// and resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
