@@ -2,6 +2,7 @@
 //! results in `target/bench-results/`, and worker processes of the real binary.
 #![allow(dead_code)] // each benchmark uses a different subset
 
+pub mod gated;
 pub mod svg;
 
 use std::fs::{self, File};
