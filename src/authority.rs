@@ -3,6 +3,7 @@
 //!
 //! The client knows nothing about files; the manager decides what to do with what it returns.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -166,34 +167,44 @@ impl RefreshFailure {
     }
 }
 
-/// Talks to the token endpoint.
+/// Talks to the token endpoint. Cheap to clone: clones share one HTTP client.
 #[derive(Debug, Clone)]
 pub struct TokenClient {
-    http: reqwest::Client,
+    /// Built on the first request: loading the system's root certificates costs several
+    /// milliseconds, which a command that finds a fresh token should not pay.
+    http: Arc<OnceLock<Result<reqwest::Client, String>>>,
     config: AuthorityConfig,
 }
 
 impl TokenClient {
-    /// A client for `config`.
-    ///
-    /// # Errors
-    /// A message when the TLS stack cannot be initialised.
-    pub fn new(config: AuthorityConfig) -> Result<Self, String> {
-        // reqwest is built without a default crypto provider (ring builds in half the time of
-        // aws-lc-rs); installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder();
-        if is_loopback_url(&config.token_url) {
-            // A local authority (tests, the embedded simulator) is never reached through a proxy.
-            builder = builder.no_proxy();
+    /// A client for `config`. The HTTP client itself is built on the first request.
+    pub fn new(config: AuthorityConfig) -> Self {
+        Self {
+            http: Arc::default(),
+            config,
         }
-        let http = builder
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout)
-            .user_agent(concat!("authstore/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { http, config })
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, String> {
+        self.http
+            .get_or_init(|| {
+                // reqwest is built without a default crypto provider (ring builds in half the
+                // time of aws-lc-rs); installing it twice is harmless.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let mut builder = reqwest::Client::builder();
+                if is_loopback_url(&self.config.token_url) {
+                    // A local authority (tests, the embedded one) is never reached through a proxy.
+                    builder = builder.no_proxy();
+                }
+                builder
+                    .timeout(self.config.request_timeout)
+                    .connect_timeout(self.config.request_timeout)
+                    .user_agent(concat!("authstore/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| format!("cannot build the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The configuration.
@@ -213,8 +224,10 @@ impl TokenClient {
             "grant_type": "refresh_token",
             "refresh_token": refresh_token.expose(),
         });
-        let response = self
-            .http
+        let http = self
+            .http()
+            .map_err(|reason| RefreshFailure::transient(reason, true))?;
+        let response = http
             .post(&self.config.token_url)
             .json(&body)
             .send()
@@ -239,7 +252,7 @@ impl TokenClient {
             "client_id": self.config.client_id,
         });
         let response = self
-            .http
+            .http()?
             .post(self.config.revoke_url())
             .json(&body)
             .send()

@@ -157,7 +157,7 @@ impl Session {
             Strategy::Naive => Kind::Naive,
             Strategy::Reread => Kind::Reread,
         };
-        let client = TokenClient::new(env.authority.clone())?;
+        let client = TokenClient::new(env.authority.clone());
         let mut baseline = Baseline::new(kind, env.home.clone(), client, freshness);
         baseline.load().map_err(|e| e.to_string())?;
         Ok(Session::Baseline(Box::new(baseline)))

@@ -220,7 +220,8 @@ impl AuthManager {
     /// A manager for the Codex home `home`.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] when the HTTP client cannot be built.
+    /// None today (the HTTP client is built on the first refresh); kept fallible so that setting
+    /// up a store can report problems without an API change.
     pub fn new(home: impl Into<PathBuf>, options: ManagerOptions) -> Result<Self> {
         let store = FileStore::new(home, options.store.clone());
         Self::with_backend(Backend::File(store), options)
@@ -229,8 +230,9 @@ impl AuthManager {
     /// A manager whose credentials live in a shared PostgreSQL store (one login for many
     /// machines), mirrored into `auth.json` in the local Codex home `home` after every change.
     ///
-    /// # Errors
-    /// [`Error::InvalidInput`] when the HTTP client cannot be built.
+    /// None today; see [`AuthManager::new`].
+    /// None today (the HTTP client is built on the first refresh); kept fallible so that setting
+    /// up a store can report problems without an API change.
     #[cfg(feature = "postgres")]
     pub fn with_postgres(
         home: impl Into<PathBuf>,
@@ -242,7 +244,7 @@ impl AuthManager {
     }
 
     fn with_backend(backend: Backend, options: ManagerOptions) -> Result<Self> {
-        let client = TokenClient::new(options.authority.clone()).map_err(Error::InvalidInput)?;
+        let client = TokenClient::new(options.authority.clone());
         let signal = Arc::new(ChangeSignal::default());
         // Start dirty: the first call reads the store.
         signal.dirty.store(true, Ordering::Release);
