@@ -230,9 +230,8 @@ impl AuthManager {
     /// A manager whose credentials live in a shared PostgreSQL store (one login for many
     /// machines), mirrored into `auth.json` in the local Codex home `home` after every change.
     ///
+    /// # Errors
     /// None today; see [`AuthManager::new`].
-    /// None today (the HTTP client is built on the first refresh); kept fallible so that setting
-    /// up a store can report problems without an API change.
     #[cfg(feature = "postgres")]
     pub fn with_postgres(
         home: impl Into<PathBuf>,
