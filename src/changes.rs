@@ -124,7 +124,7 @@ impl ChangeWatcher {
                 .dirty
                 .swap(false, std::sync::atomic::Ordering::AcqRel)
             {
-                if self.watch.is_some() {
+                if self.watch.is_some() && !self.signal.is_lost() {
                     notified.await;
                 } else {
                     tokio::time::sleep(POLL_INTERVAL).await;

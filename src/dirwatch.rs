@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
 /// What the watcher thread and the manager share.
@@ -23,9 +22,23 @@ pub(crate) struct ChangeSignal {
     pub(crate) generation: AtomicU64,
     /// Wakes waiters on every change.
     pub(crate) notify: Notify,
+    /// Set when the watch can no longer report changes.
+    lost: AtomicBool,
 }
 
 impl ChangeSignal {
+    /// Whether the watch stopped working (its directory went away): from then on every call
+    /// re-reads, as without a watch.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn lost(&self) {
+        self.lost.store(true, Ordering::Release);
+        self.changed();
+    }
+
     fn changed(&self) {
         self.dirty.store(true, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -36,7 +49,10 @@ impl ChangeSignal {
 /// Watches the directories holding `auth.json` (and its symlink target). Dropping it stops the
 /// watch.
 pub(crate) struct DirectoryWatch {
-    _watcher: RecommendedWatcher,
+    #[cfg(target_os = "linux")]
+    _watch: linux::InotifyWatch,
+    #[cfg(not(target_os = "linux"))]
+    _watcher: notify::RecommendedWatcher,
 }
 
 impl std::fmt::Debug for DirectoryWatch {
@@ -62,33 +78,156 @@ impl DirectoryWatch {
         if let Ok(target) = fs::canonicalize(auth_path) {
             add(&target);
         }
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                match event {
-                    // Reads (ours included) are not changes; counting them would loop.
-                    Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
-                    Ok(event) => {
-                        let concerns_auth = event
-                            .paths
-                            .iter()
-                            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)));
-                        if concerns_auth || event.need_rescan() {
+        #[cfg(target_os = "linux")]
+        {
+            linux::InotifyWatch::start(&dirs, names, signal).map(|watch| Self { _watch: watch })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            portable_watcher(&dirs, names, signal).map(|watcher| Self { _watcher: watcher })
+        }
+    }
+}
+
+/// Linux: inotify directly, subscribed only to what replaces or rewrites a file (create, delete,
+/// rename, close after writing). A general-purpose watcher also subscribes to opens, reads and
+/// attribute changes, which would wake every watching process many times per transaction.
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+
+    use super::ChangeSignal;
+
+    pub(super) struct InotifyWatch {
+        watches: Watches,
+        descriptors: Vec<WatchDescriptor>,
+        stop: Arc<AtomicBool>,
+    }
+
+    impl InotifyWatch {
+        pub(super) fn start(
+            dirs: &[PathBuf],
+            names: Vec<OsString>,
+            signal: Arc<ChangeSignal>,
+        ) -> Option<Self> {
+            let mut inotify = Inotify::init().ok()?;
+            let mask = WatchMask::CREATE
+                | WatchMask::DELETE
+                | WatchMask::MOVED_FROM
+                | WatchMask::MOVED_TO
+                | WatchMask::CLOSE_WRITE
+                | WatchMask::DELETE_SELF
+                | WatchMask::MOVE_SELF;
+            let mut watches = inotify.watches();
+            let mut descriptors = Vec::new();
+            for dir in dirs {
+                match watches.add(dir, mask) {
+                    Ok(descriptor) => descriptors.push(descriptor),
+                    Err(error) => {
+                        tracing::debug!(dir = %dir.display(), %error, "cannot watch; falling back to metadata checks");
+                        return None;
+                    }
+                }
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopping = stop.clone();
+            let mut remaining = descriptors.len();
+            std::thread::Builder::new()
+                .name("authstore-watch".into())
+                .spawn(move || {
+                    let mut buffer = [0u8; 4096];
+                    loop {
+                        let events = match inotify.read_events_blocking(&mut buffer) {
+                            Ok(events) => events,
+                            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {
+                                continue;
+                            }
+                            Err(_) => {
+                                signal.lost();
+                                return;
+                            }
+                        };
+                        let mut changed = false;
+                        for event in events {
+                            if event.mask.contains(EventMask::IGNORED) {
+                                remaining = remaining.saturating_sub(1);
+                            }
+                            changed |= event.mask.contains(EventMask::Q_OVERFLOW)
+                                || event.mask.contains(EventMask::DELETE_SELF)
+                                || event.mask.contains(EventMask::MOVE_SELF)
+                                || event.name.is_some_and(|n| names.iter().any(|m| m == n));
+                        }
+                        if stopping.load(Ordering::Acquire) {
+                            return;
+                        }
+                        if changed {
                             signal.changed();
                         }
+                        if remaining == 0 {
+                            // The watched directory went away: no more events will come.
+                            signal.lost();
+                            return;
+                        }
                     }
-                    // A watch error means events may have been lost: assume a change.
-                    Err(_) => signal.changed(),
-                }
+                })
+                .ok()?;
+            Some(Self {
+                watches,
+                descriptors,
+                stop,
             })
-            .ok()?;
-        for dir in &dirs {
-            if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                tracing::debug!(dir = %dir.display(), %error, "cannot watch; falling back to metadata checks");
-                return None;
+        }
+    }
+
+    impl Drop for InotifyWatch {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Release);
+            // Removing the watches wakes the thread (IN_IGNORED); it sees `stop` and ends,
+            // closing the inotify descriptor.
+            for descriptor in self.descriptors.drain(..) {
+                let _ = self.watches.remove(descriptor);
             }
         }
-        Some(Self { _watcher: watcher })
     }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn portable_watcher(
+    dirs: &[PathBuf],
+    names: Vec<OsString>,
+    signal: Arc<ChangeSignal>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            // Reads (ours included) are not changes; counting them would loop.
+            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
+            Ok(event) => {
+                let concerns_auth = event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().is_some_and(|n| names.iter().any(|m| m == n)));
+                if concerns_auth || event.need_rescan() {
+                    signal.changed();
+                }
+            }
+            // A watch error means events may have been lost: assume a change.
+            Err(_) => signal.changed(),
+        }
+    })
+    .ok()?;
+    for dir in dirs {
+        if let Err(error) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::debug!(dir = %dir.display(), %error, "cannot watch; falling back to metadata checks");
+            return None;
+        }
+    }
+    Some(watcher)
 }
 
 /// The metadata of `auth.json` that changes whenever its contents are replaced or rewritten: the

@@ -404,7 +404,7 @@ impl AuthManager {
 
     /// The cached snapshot when nothing can have changed on disk since it was read.
     fn cached_if_unchanged(&self) -> Option<Arc<AuthSnapshot>> {
-        if self.inner.signal.dirty.load(Ordering::Acquire) {
+        if self.inner.signal.dirty.load(Ordering::Acquire) || self.inner.signal.is_lost() {
             return None;
         }
         if self.inner.backend.is_remote() {

@@ -221,6 +221,13 @@ impl FileStore {
         };
         if let Some(lock) = &lock {
             tracing::debug!(path = %self.transaction_lock_path().display(), waited = ?lock.waited(), "transaction lock acquired");
+            // Holding the lock, any temporary file of ours is a crashed writer's. Removed here,
+            // by every holder (a directory scan, microseconds), rather than only by the next
+            // write, which may be long in coming; and not in the write, whose time after a
+            // refresh is the window in which a crash loses the rotated token.
+            if let Ok(target) = atomic::resolve_target(&self.auth_path) {
+                atomic::remove_stale_temp_files(&target);
+            }
         }
         Ok(Transaction { store: self, lock })
     }
@@ -270,12 +277,6 @@ impl Transaction<'_> {
     /// [`Error::Io`] naming the step that failed; `auth.json` is then as it was.
     pub fn write(&mut self, document: &AuthDocument) -> Result<()> {
         let target = atomic::resolve_target(&self.store.auth_path)?;
-        if self.lock.is_some() {
-            // Holding the lock, any temporary file of ours is a crashed writer's. Cleaned up in
-            // the write, not when the lock is taken, so that a transaction that only reads (the
-            // common case: another process already refreshed) hands the lock on sooner.
-            atomic::remove_stale_temp_files(&target);
-        }
         let bytes = document.to_json();
         self.with_write_lock(|| atomic::write_atomically(&target, &bytes))?;
         tracing::debug!(path = %target.display(), "auth.json written atomically");
