@@ -410,12 +410,26 @@ impl Drop for Cluster {
 /// The directory of the server programs: `pg_config --bindir`, else the newest
 /// `/usr/lib/postgresql/*/bin`.
 fn bindir() -> PathBuf {
+    if let Some(bin) = find_bindir() {
+        return bin;
+    }
+    if install_server()
+        && let Some(bin) = find_bindir()
+    {
+        return bin;
+    }
+    panic!(
+        "PostgreSQL server programs not found (initdb); install them: apt-get install postgresql"
+    )
+}
+
+fn find_bindir() -> Option<PathBuf> {
     if let Ok(output) = Command::new("pg_config").arg("--bindir").output()
         && output.status.success()
     {
         let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         if dir.join("initdb").is_file() {
-            return dir;
+            return Some(dir);
         }
     }
     let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -429,9 +443,31 @@ fn bindir() -> PathBuf {
         })
         .collect();
     candidates.sort();
-    candidates.pop().map(|(_, bin)| bin).expect(
-        "PostgreSQL server programs not found (initdb); install them: apt-get install postgresql",
-    )
+    candidates.pop().map(|(_, bin)| bin)
+}
+
+/// On a fresh machine, as root with apt (as on this project's machines), installs the server
+/// package once, so that the README's test command needs nothing installed by hand. Test
+/// binaries run at the same time take turns through `flock(1)`. Returns whether it ran.
+fn install_server() -> bool {
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if !root || !Path::new("/usr/bin/apt-get").exists() {
+        return false;
+    }
+    eprintln!("PostgreSQL server programs not found: installing the postgresql package (apt-get)");
+    let script = "ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }";
+    let status = Command::new("timeout")
+        .args([
+            "900",
+            "flock",
+            "/tmp/authstore-postgresql-install.lock",
+            "sh",
+            "-c",
+            script,
+        ])
+        .status();
+    status.is_ok_and(|s| s.success())
 }
 
 /// As root, the server runs as `postgres` (or `nobody`); otherwise as the current user.
