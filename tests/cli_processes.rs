@@ -309,3 +309,29 @@ async fn status_never_prints_a_secret_and_warns_about_a_readable_file() {
     assert_eq!(status["user_id"], "user-alice");
     assert_eq!(status["refresh_due"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_waits_for_the_lock_says_whom_it_waits_for() {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let store =
+        authstore::store::FileStore::new(env.home(), authstore::store::StoreOptions::default());
+    let held = store.begin().await.unwrap();
+    let waiting = env.command(&["token"]).spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(held);
+    let output = tokio::time::timeout(BOUND, waiting.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_success(&output);
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("Blocking waiting for file lock"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "names the holder: {message}"
+    );
+}
