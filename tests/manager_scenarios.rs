@@ -112,7 +112,10 @@ async fn stale_token_refreshes_once_and_keeps_unknown_fields() {
     let got = manager.auth().await.unwrap();
     assert_eq!(setup.requests().await, 1);
     let disk = read_auth(setup.home()).unwrap();
-    assert_eq!(disk["tokens"]["refresh_token"], "rt-user-alice-2");
+    assert!(
+        disk["tokens"]["refresh_token"] == "rt-user-alice-2",
+        "the rotated refresh token is on disk"
+    );
     assert_eq!(disk["x_custom"], json!({"kept": true}));
     assert_eq!(disk["tokens"]["x_token_extra"], "kept");
     assert_eq!(got.document(), &parse(&disk));
