@@ -5,7 +5,7 @@
 //! unavailable it polls the file's metadata. Events describe the change, never carry a token.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -153,9 +153,4 @@ impl ChangeWatcher {
             }
         }
     }
-}
-
-/// The time, formatted for event lines.
-pub fn timestamp_now() -> String {
-    format_timestamp(SystemTime::now())
 }

@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use authstore::changes::{ChangeKind, ChangeWatcher, timestamp_now};
+use authstore::changes::{ChangeKind, ChangeWatcher};
+use authstore::document::format_timestamp;
 use authstore::error::Error;
 use authstore::store::FileStore;
 
@@ -26,7 +27,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             event = watcher.next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(exit::SUCCESS),
         };
-        let time = timestamp_now();
+        let time = format_timestamp(std::time::SystemTime::now());
         let line = if args.json {
             let mut value = serde_json::to_value(&event).unwrap_or_default();
             value["time"] = time.into();

@@ -38,6 +38,8 @@ pub struct AuthSnapshot {
     document: AuthDocument,
     identity: Identity,
     expires_at: Option<SystemTime>,
+    /// Parsed once here, so that the staleness check on the hot path parses nothing.
+    last_refresh: Option<SystemTime>,
 }
 
 impl AuthSnapshot {
@@ -45,6 +47,7 @@ impl AuthSnapshot {
         Self {
             identity: document.identity(),
             expires_at: document.expires_at(),
+            last_refresh: document.last_refresh_time(),
             document,
         }
     }
@@ -86,7 +89,7 @@ impl AuthSnapshot {
 
     fn is_stale(&self, now: SystemTime, freshness: &Freshness) -> bool {
         self.document.tokens.is_some()
-            && freshness.is_stale(self.expires_at, self.document.last_refresh_time(), now)
+            && freshness.is_stale(self.expires_at, self.last_refresh, now)
     }
 }
 
@@ -424,11 +427,7 @@ impl AuthManager {
                 return None;
             }
         }
-        let cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.identity_changed {
-            return None;
-        }
-        cache.snapshot.clone()
+        self.cached_snapshot()
     }
 
     /// The cached snapshot regardless of the dirty flag, unless another identity took over.
@@ -550,14 +549,16 @@ impl AuthManager {
             &self.inner.freshness,
         );
         tracing::debug!(?reason, ?decision, "refresh transaction decided");
-        let base = match decision {
-            Decision::LoggedOut => {
+        let base = match (decision, disk) {
+            // `decide` answers LoggedOut whenever the disk holds no tokens, so the other
+            // decisions always come with a disk state.
+            (Decision::LoggedOut, _) | (_, None) => {
                 drop(transaction);
                 self.clear_cache();
                 self.emit(AuthEvent::LoggedOut);
                 return Err(self.not_logged_in());
             }
-            Decision::IdentityChanged(verdict) => {
+            (Decision::IdentityChanged(verdict), Some(_)) => {
                 drop(transaction);
                 tracing::info!(?verdict, "another identity is logged in; not adopting it");
                 self.inner
@@ -569,16 +570,15 @@ impl AuthManager {
                 self.emit(AuthEvent::IdentityChanged);
                 return Err(self.relogin(ReloginReason::IdentityChanged));
             }
-            Decision::Adopt => {
+            (Decision::Adopt, Some(adopted)) => {
                 drop(transaction);
                 self.inner.counters.adopted();
-                let adopted = disk.unwrap_or_else(|| unreachable_disk(&held));
                 self.inner.backend.mirror(Some(&adopted)).await;
                 let snapshot = self.install(AuthSnapshot::new(adopted));
                 self.emit(AuthEvent::Adopted);
                 return Ok(snapshot);
             }
-            Decision::Refresh { .. } => disk.unwrap_or_else(|| unreachable_disk(&held)),
+            (Decision::Refresh { .. }, Some(base)) => base,
         };
 
         let Some(refresh_token) = base.refresh_token().cloned() else {
@@ -809,11 +809,6 @@ fn jittered(base: Duration) -> Duration {
     Instant::now().hash(&mut hasher);
     let unit = (hasher.finish() % 1000) as f64 / 1000.0;
     base.mul_f64(0.5 + unit)
-}
-
-/// `decide` only asks to adopt or refresh when the disk holds tokens.
-fn unreachable_disk(held: &AuthSnapshot) -> AuthDocument {
-    held.document.clone()
 }
 
 /// A refresh token's in-memory fingerprint: the set of dead tokens never holds the tokens.

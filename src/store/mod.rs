@@ -103,11 +103,6 @@ impl StoreOptions {
         self.unlocked = unlocked;
         self
     }
-
-    /// The configured lock deadline.
-    pub fn deadline(&self) -> Duration {
-        self.lock_deadline
-    }
 }
 
 /// `auth.json` in one Codex home, with its locks.
