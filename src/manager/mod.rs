@@ -472,8 +472,12 @@ impl AuthManager {
             }
             return Err(self.not_logged_in());
         };
+        let previous = self.cached_snapshot();
         let snapshot = self.adopt_read(disk, stamp)?;
-        if self.inner.backend.is_remote() {
+        // Mirror only what changed: a shared store is re-read every `revalidate`, and the local
+        // file already equals an unchanged row.
+        let changed = previous.is_none_or(|previous| !Arc::ptr_eq(&previous, &snapshot));
+        if changed && self.inner.backend.is_remote() {
             self.inner.backend.mirror(Some(&snapshot.document)).await;
         }
         Ok(snapshot)
