@@ -21,6 +21,21 @@ fn spawn_agent(env: &Env, ahead: &str) -> (Child, Lines<BufReader<ChildStdout>>)
     (child, lines)
 }
 
+/// Sends `signal` to the agent and checks that it stops cleanly.
+async fn stop(agent: &mut Child, signal: i32) {
+    let pid = agent.id().unwrap() as i32;
+    // SAFETY: kill(2) with a pid we spawned.
+    unsafe { libc::kill(pid, signal) };
+    let status = tokio::time::timeout(BOUND, agent.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the agent stops cleanly on signal {signal}: {status}"
+    );
+}
+
 async fn next_event(lines: &mut Lines<BufReader<ChildStdout>>) -> Value {
     let line = tokio::time::timeout(BOUND, lines.next_line())
         .await
@@ -79,23 +94,9 @@ async fn the_agent_refreshes_ahead_of_the_window_so_the_file_is_never_stale() {
         "the agent refreshed {refreshes} times in 14 s"
     );
     assert_eq!(env.sim.reuse_rejections(), 0);
-    let presented = env.sim.presented_refresh_tokens();
-    let mut unique = presented.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), presented.len(), "a token was spent twice");
+    assert_no_token_presented_twice(&env.sim);
 
-    let pid = agent.id().unwrap() as i32;
-    // SAFETY: kill(2) with a pid we spawned.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = tokio::time::timeout(BOUND, agent.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        status.success(),
-        "the agent stops cleanly on SIGTERM: {status}"
-    );
+    stop(&mut agent, libc::SIGTERM).await;
     wait_for(&mut lines, "stopped").await;
 }
 
@@ -133,15 +134,5 @@ async fn the_agent_waits_out_an_unavailable_authority_and_a_missing_login() {
     wait_for(&mut lines, "refreshed").await;
     assert!(seconds_left(&env) > 15);
 
-    let pid = agent.id().unwrap() as i32;
-    // SAFETY: kill(2) with a pid we spawned.
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    let status = tokio::time::timeout(BOUND, agent.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        status.success(),
-        "the agent stops cleanly on SIGINT: {status}"
-    );
+    stop(&mut agent, libc::SIGINT).await;
 }

@@ -69,15 +69,7 @@ async fn sixteen_processes_forcing_ten_refreshes_each_spend_every_token_exactly_
     }
     assert_eq!(env.sim.successful_refreshes(), 160);
     assert_eq!(env.sim.reuse_rejections(), 0);
-    let presented = env.sim.presented_refresh_tokens();
-    let mut unique = presented.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(
-        unique.len(),
-        presented.len(),
-        "a refresh token was presented twice"
-    );
+    assert_no_token_presented_twice(&env.sim);
     let on_disk = env.disk()["tokens"]["refresh_token"]
         .as_str()
         .unwrap()

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use authstore::document::{access_token_expiry, format_timestamp};
 use authstore::simulator::{Identity, Simulator, SimulatorConfig};
 use authstore::store::{FileStore, StoreOptions};
-use common::binary::{BIN, assert_success, stdout};
+use common::binary::{BIN, assert_no_token_presented_twice, assert_success, stdout};
 use common::eventually;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -323,21 +323,6 @@ fn blocked_on_flock(pid: u32, inode: u64) -> bool {
                 .and_then(|id| id.parse::<u64>().ok())
                 == Some(inode)
     })
-}
-
-/// Asserts that no refresh token reached the authority twice.
-fn assert_no_token_presented_twice(sim: &Simulator) {
-    let presented = sim.presented_refresh_tokens();
-    let mut unique = presented.clone();
-    unique.sort();
-    unique.dedup();
-    assert!(
-        unique.len() == presented.len(),
-        "{} of {} presented refresh tokens were presented before",
-        presented.len() - unique.len(),
-        presented.len()
-    );
-    assert_eq!(sim.reuse_rejections(), 0);
 }
 
 /// Asserts that auth.json holds the authority's current refresh token of `family`.

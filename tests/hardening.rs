@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use authstore::simulator::{Fault, Identity};
 use common::binary::*;
-use serde_json::json;
 
 fn alice() -> Identity {
     Identity::new("acct-1", "user-alice")
@@ -171,13 +170,10 @@ async fn filesystem_faults_give_typed_errors_and_change_nothing() {
     std::fs::remove_dir(env.home().join("auth.lock")).unwrap();
 
     // A missing CODEX_HOME.
-    let mut command = env.command(&["token"]);
     let missing = env.home().join("missing");
-    let std_command = command.as_std_mut();
-    let args: Vec<_> = std_command.get_args().map(|a| a.to_owned()).collect();
     let mut fresh = tokio::process::Command::new(BIN);
     fresh
-        .args(args.iter().skip(2))
+        .arg("token")
         .env("CODEX_HOME", &missing)
         .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", env.sim.token_url());
     let output = run_bounded(fresh).await;
@@ -426,5 +422,8 @@ async fn no_command_prints_a_token_at_the_most_verbose_log_level() {
         }
     }
     assert!(relogin_seen, "the spent-token refresh failed as expected");
-    assert!(json!(secrets.len()).as_u64().unwrap() >= 6);
+    assert!(
+        secrets.len() >= 6,
+        "the scan covered the tokens of both logins"
+    );
 }

@@ -95,3 +95,18 @@ pub fn assert_success(output: &Output) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Asserts that no refresh token reached the authority twice.
+pub fn assert_no_token_presented_twice(sim: &Simulator) {
+    let presented = sim.presented_refresh_tokens();
+    let mut unique = presented.clone();
+    unique.sort();
+    unique.dedup();
+    assert!(
+        unique.len() == presented.len(),
+        "{} of {} presented refresh tokens were presented before",
+        presented.len() - unique.len(),
+        presented.len()
+    );
+    assert_eq!(sim.reuse_rejections(), 0);
+}
