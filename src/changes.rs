@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::dirwatch::{ChangeSignal, DirectoryWatch, FileStamp};
 use crate::document::{AuthDocument, format_timestamp};
 use crate::error::Result;
 use crate::policy::documents_verdict;
 use crate::store::FileStore;
+use crate::store::file::watch::{ChangeSignal, DirectoryWatch, FileStamp};
 
 /// How often the metadata is polled when no directory watch is available.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);

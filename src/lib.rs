@@ -81,7 +81,6 @@
 pub mod authority;
 pub mod changes;
 pub mod clock;
-mod dirwatch;
 pub mod document;
 pub mod error;
 mod failpoint;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast;
 
-use crate::dirwatch::{ChangeSignal, DirectoryWatch, FileStamp};
+use crate::store::file::watch::{ChangeSignal, DirectoryWatch, FileStamp};
 use backend::{Backend, Tx};
 use stats::Counters;
 pub use stats::Stats;

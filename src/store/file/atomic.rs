@@ -9,9 +9,9 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::sys;
 use crate::error::{Error, Result};
 use crate::failpoint::crash_at;
+use crate::store::sys;
 
 /// How many symlinks are followed before giving up (the kernel's own limit on Linux).
 const MAX_SYMLINKS: usize = 40;

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{OwnedMutexGuard, oneshot};
 
-use super::sys;
 use crate::error::{Error, Result};
+use crate::store::sys;
 
 /// After this long waiting, tell the user whom we are waiting for.
 const PATIENCE: Duration = Duration::from_secs(1);

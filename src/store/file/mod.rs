@@ -1,0 +1,287 @@
+//! The coordinated file store: `auth.json` in a Codex home, changed only inside a cross-process
+//! transaction.
+//!
+//! A [`Transaction`] holds `auth.lock` from [`FileStore::begin`] until it is dropped. Inside it
+//! the caller reads the current document, decides, and writes or removes it; each write takes
+//! `auth.json.lock` around the durable atomic write (see [`lock`](self) for the protocol and
+//! the lock order). The store knows nothing about OAuth: what to write is the caller's decision.
+
+mod atomic;
+mod lock;
+pub(crate) mod watch;
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::sys;
+use crate::document::{AuthDocument, DocumentError, MAX_DOCUMENT_BYTES};
+use crate::error::{Error, Result};
+
+use lock::read_holder_note;
+
+/// The credentials file in a Codex home.
+pub const AUTH_FILE: &str = "auth.json";
+/// The transaction lock, shared with Codex.
+pub const TRANSACTION_LOCK_FILE: &str = "auth.lock";
+/// The write lock, shared with Codex.
+pub const WRITE_LOCK_FILE: &str = "auth.json.lock";
+
+/// How the store waits and reads. Every setter states its default.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    lock_deadline: Duration,
+    parse_retry: Duration,
+    unlocked: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            lock_deadline: Duration::from_secs(60),
+            parse_retry: Duration::from_secs(1),
+            unlocked: false,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// How long to wait for `auth.lock` before giving up with a lock timeout. Default: 60 s.
+    pub fn lock_deadline(mut self, deadline: Duration) -> Self {
+        self.lock_deadline = deadline;
+        self
+    }
+
+    /// How long an `auth.json` that is cut short (empty, or ending before its JSON does) is
+    /// re-read before it counts as invalid: a program that ignores the lock, such as Codex up
+    /// to 0.145, may be rewriting it in place. A file that is complete but invalid is reported
+    /// at once. Default: 1 s.
+    pub fn parse_retry(mut self, retry: Duration) -> Self {
+        self.parse_retry = retry;
+        self
+    }
+
+    /// Runs transactions without the cross-process locks, for filesystems that cannot lock.
+    /// Concurrent processes can then spend one refresh token twice. Default: false (locked).
+    pub fn unlocked(mut self, unlocked: bool) -> Self {
+        self.unlocked = unlocked;
+        self
+    }
+}
+
+/// `auth.json` in one Codex home, with its locks.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    home: PathBuf,
+    auth_path: PathBuf,
+    options: StoreOptions,
+}
+
+impl FileStore {
+    /// A store for the Codex home `home` (which need not exist until the first write).
+    pub fn new(home: impl Into<PathBuf>, options: StoreOptions) -> Self {
+        let home = home.into();
+        Self {
+            auth_path: home.join(AUTH_FILE),
+            home,
+            options,
+        }
+    }
+
+    /// The Codex home directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The path of `auth.json`.
+    pub fn auth_path(&self) -> &Path {
+        &self.auth_path
+    }
+
+    /// The path of `auth.lock`.
+    pub fn transaction_lock_path(&self) -> PathBuf {
+        self.home.join(TRANSACTION_LOCK_FILE)
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Reads `auth.json` without locking (the atomic rename guarantees a whole file). `None` when
+    /// there is no file. An unparseable file is re-read for a short while before it is reported.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFile`] when it stays invalid; [`Error::Unreadable`] when it cannot be
+    /// read (for example, when `auth.json` is a directory).
+    pub fn read(&self) -> Result<Option<AuthDocument>> {
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            match self.read_once() {
+                Err(ReadError::Partial(error)) if started.elapsed() < self.options.parse_retry => {
+                    tracing::debug!(path = %self.auth_path.display(), %error, "auth.json is cut short; re-reading");
+                    // 1 to 10 ms, varied so that the re-reads do not fall into step with a
+                    // rewriting loop.
+                    attempt = attempt.wrapping_add(1);
+                    let spread = (attempt.wrapping_mul(7) ^ std::process::id()) % 10;
+                    std::thread::sleep(Duration::from_millis(1 + u64::from(spread)));
+                }
+                Err(ReadError::Partial(error) | ReadError::Invalid(error)) => {
+                    return Err(invalid(&self.auth_path, &error));
+                }
+                Err(ReadError::Other(error)) => return Err(error),
+                Ok(document) => return Ok(document),
+            }
+        }
+    }
+
+    fn read_once(&self) -> Result<Option<AuthDocument>, ReadError> {
+        let path = &self.auth_path;
+        let unreadable = |source| {
+            ReadError::Other(Error::Unreadable {
+                path: path.clone(),
+                source,
+            })
+        };
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unreadable(e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_DOCUMENT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        match AuthDocument::parse(&bytes) {
+            Ok(document) => Ok(Some(document)),
+            Err(error) if error.may_be_partial() => Err(ReadError::Partial(error)),
+            Err(error) => Err(ReadError::Invalid(error)),
+        }
+    }
+
+    /// Starts a transaction: waits (bounded by the lock deadline) for `auth.lock`.
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] naming the holder; [`Error::LockUnsupported`] on a filesystem that
+    /// cannot lock (see [`StoreOptions::unlocked`]); [`Error::Io`] when the home directory is
+    /// missing or read-only.
+    pub async fn begin(&self) -> Result<Transaction<'_>> {
+        let lock = if self.options.unlocked {
+            None
+        } else {
+            Some(
+                lock::acquire_transaction_lock(
+                    &self.transaction_lock_path(),
+                    self.options.lock_deadline,
+                )
+                .await?,
+            )
+        };
+        if let Some(lock) = &lock {
+            tracing::debug!(path = %self.transaction_lock_path().display(), waited = ?lock.waited(), "transaction lock acquired");
+            // Holding the lock, any temporary file of ours is a crashed writer's. Removed here,
+            // by every holder (a directory scan, microseconds), rather than only by the next
+            // write, which may be long in coming; and not in the write, whose time after a
+            // refresh is the window in which a crash loses the rotated token.
+            if let Ok(target) = atomic::resolve_target(&self.auth_path) {
+                atomic::remove_stale_temp_files(&target);
+            }
+        }
+        Ok(Transaction { store: self, lock })
+    }
+
+    /// Creates the home directory (0700) when it is missing.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be created.
+    pub fn ensure_home(&self) -> Result<()> {
+        if self.home.is_dir() {
+            return Ok(());
+        }
+        sys::create_private_dir(&self.home)
+            .map_err(|e| Error::io("create the directory", &self.home, e))
+    }
+
+    /// Whether `auth.json` can be read by the group or others (a warning for `status`).
+    pub fn is_readable_by_others(&self) -> bool {
+        fs::metadata(&self.auth_path).is_ok_and(|m| sys::is_readable_by_others(&m))
+    }
+
+    /// What the current holder of `auth.lock` wrote about itself, if anything.
+    pub fn lock_holder(&self) -> Option<String> {
+        read_holder_note(&self.transaction_lock_path())
+    }
+}
+
+/// One cross-process transaction over `auth.json`. Dropping it releases `auth.lock`.
+#[derive(Debug)]
+pub struct Transaction<'a> {
+    store: &'a FileStore,
+    lock: Option<lock::TransactionLock>,
+}
+
+impl Transaction<'_> {
+    /// Re-reads `auth.json` inside the lock (see [`FileStore::read`]).
+    ///
+    /// # Errors
+    /// As [`FileStore::read`].
+    pub fn read(&self) -> Result<Option<AuthDocument>> {
+        self.store.read()
+    }
+
+    /// Writes `document` durably and atomically, under `auth.json.lock`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the step that failed; `auth.json` is then as it was.
+    pub fn write(&mut self, document: &AuthDocument) -> Result<()> {
+        let target = atomic::resolve_target(&self.store.auth_path)?;
+        let bytes = document.to_json();
+        self.with_write_lock(|| atomic::write_atomically(&target, &bytes))?;
+        tracing::debug!(path = %target.display(), "auth.json written atomically");
+        Ok(())
+    }
+
+    /// Removes `auth.json` (the target of a symlink, keeping the link). Returns whether there was
+    /// a file to remove.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when it cannot be removed.
+    pub fn remove(&mut self) -> Result<bool> {
+        let target = atomic::resolve_target(&self.store.auth_path)?;
+        self.with_write_lock(|| atomic::remove_durably(&target))
+    }
+
+    /// How long this transaction waited for `auth.lock`.
+    pub fn lock_wait(&self) -> Duration {
+        self.lock.as_ref().map_or(Duration::ZERO, |l| l.waited())
+    }
+
+    /// The store this transaction runs on.
+    pub fn store(&self) -> &FileStore {
+        self.store
+    }
+
+    fn with_write_lock<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.lock.is_none() {
+            return write();
+        }
+        let path = self.store.home.join(WRITE_LOCK_FILE);
+        lock::with_write_lock(&path, self.store.options.lock_deadline, write)
+    }
+}
+
+/// How one read failed: cut short (worth re-reading), invalid for good, or not readable.
+enum ReadError {
+    Partial(DocumentError),
+    Invalid(DocumentError),
+    Other(Error),
+}
+
+fn invalid(path: &Path, error: &DocumentError) -> Error {
+    Error::InvalidFile {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    }
+}
