@@ -137,7 +137,7 @@ impl TokenResponse {
 }
 
 /// Why a refresh failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RefreshFailure {
     /// The refresh token is dead; the user must log in again.
     #[error("the authority rejected the refresh token (HTTP {status}, {code})")]
@@ -158,12 +158,27 @@ pub enum RefreshFailure {
         /// the authority answered that it is unavailable), so that retrying it now is safe. A
         /// timeout or a reset after sending is not: the authority may have rotated the token.
         retry_safe: bool,
+        /// The HTTP client's error, for a network failure.
+        #[source]
+        source: Option<Arc<reqwest::Error>>,
     },
 }
 
 impl RefreshFailure {
     fn transient(reason: String, retry_safe: bool) -> Self {
-        RefreshFailure::Transient { reason, retry_safe }
+        RefreshFailure::Transient {
+            reason,
+            retry_safe,
+            source: None,
+        }
+    }
+
+    fn network(error: reqwest::Error, retry_safe: bool) -> Self {
+        RefreshFailure::Transient {
+            reason: describe_network_error(&error),
+            retry_safe,
+            source: Some(Arc::new(error)),
+        }
     }
 }
 
@@ -232,12 +247,15 @@ impl TokenClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| RefreshFailure::transient(describe_network_error(&e), e.is_connect()))?;
+            .map_err(|e| {
+                let retry_safe = e.is_connect();
+                RefreshFailure::network(e, retry_safe)
+            })?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| RefreshFailure::transient(describe_network_error(&e), false))?;
+            .map_err(|e| RefreshFailure::network(e, false))?;
         classify(status, &bytes)
     }
 
@@ -257,7 +275,15 @@ impl TokenClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| describe_network_error(&e))?;
+            .map_err(|e| {
+                let mut message = describe_network_error(&e);
+                let mut cause: Option<&dyn std::error::Error> = Some(&e);
+                while let Some(error) = cause {
+                    message.push_str(&format!(": {error}"));
+                    cause = error.source();
+                }
+                message
+            })?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -334,8 +360,9 @@ fn error_code(body: &[u8]) -> Option<String> {
     plain.then(|| code.to_ascii_lowercase())
 }
 
+/// What a failed request did, in words; the causes follow in the error's `source()` chain
+/// (reqwest's messages name the URL, ours, never a token).
 fn describe_network_error(error: &reqwest::Error) -> String {
-    // reqwest's Display includes the URL (ours, never a token) and the cause.
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -343,13 +370,7 @@ fn describe_network_error(error: &reqwest::Error) -> String {
     } else {
         "failed"
     };
-    let mut message = format!("the token request {kind}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message = format!("{message}: {cause}");
-        source = cause.source();
-    }
-    message
+    format!("the token request {kind}")
 }
 
 #[cfg(test)]

@@ -141,7 +141,7 @@ impl ChangeWatcher {
             let current = match self.store.read() {
                 Ok(current) => current,
                 Err(error) => {
-                    tracing::debug!(%error, "auth.json unreadable for now; waiting for the next change");
+                    tracing::debug!(error = %error.report(), "auth.json unreadable for now; waiting for the next change");
                     continue;
                 }
             };

@@ -1,14 +1,23 @@
-//! The one error type of the crate, with a [`ErrorKind`] callers can match on.
+//! The one error type of the crate: an [`Error`] with a [`kind`](Error::kind) callers match on,
+//! the [`Location`] it concerns, and the real cause as its [`source`](std::error::Error::source).
 //!
-//! Messages say what happened, to which path, and what the user can do. None of them ever
-//! contains a token.
+//! Shaped like walkdir's and tempfile's errors: the type is opaque (fields private, so that it
+//! can grow), [`ErrorKind`] is `#[non_exhaustive]`, and `Display` says what happened and where
+//! **without** the cause, so that a printer walking the `source()` chain shows each cause once.
+//! [`Error::report`] is that printer, with the advice on what to do: the command-line tool's
+//! one-line messages are `authstore: {error.report()}`.
+//!
+//! None of the messages ever contains a token, and a store's location never shows a password.
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Why the user has to log in again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ReloginReason {
     /// The authority says the refresh token expired.
     Expired,
@@ -34,10 +43,11 @@ impl ReloginReason {
     }
 }
 
-/// What kind of failure an [`Error`] is; stable for matching.
+/// What kind of failure an [`Error`] is; stable for matching. New kinds may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
-    /// No credentials on disk.
+    /// No credentials in the store.
     NotLoggedIn,
     /// The credentials can no longer be refreshed; the user must log in again.
     ReloginRequired(ReloginReason),
@@ -45,7 +55,7 @@ pub enum ErrorKind {
     LockTimeout,
     /// The filesystem does not support advisory locks.
     LockUnsupported,
-    /// `auth.json` is not a valid credentials document; it was left untouched.
+    /// The stored document is not a valid credentials document; it was left untouched.
     InvalidFile,
     /// `auth.json` exists but cannot be read (a directory, no permission); left untouched.
     Unreadable,
@@ -59,124 +69,385 @@ pub enum ErrorKind {
     InvalidInput,
 }
 
-/// An authstore error.
-#[derive(Debug, thiserror::Error)]
+/// Where the credentials (or the lock) an error concerns are.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Error {
-    /// No credentials at `path`.
-    #[error(
-        "not logged in: {path} holds no tokens; log in first (codex login, or authstore login --from FILE)"
-    )]
-    NotLoggedIn {
-        /// The `auth.json` path.
-        path: PathBuf,
-    },
-    /// The user must log in again.
-    #[error("re-login required: {}; credentials at {path} were left as they are; log in again", reason.describe())]
-    ReloginRequired {
-        /// The `auth.json` path.
-        path: PathBuf,
-        /// Why.
-        reason: ReloginReason,
-    },
-    /// The lock deadline passed.
-    #[error("timed out after {waited:?} waiting for the lock {path}{}; try again, or stop the holder", holder.as_deref().map(|h| format!(" held by {h}")).unwrap_or_default())]
+pub enum Location {
+    /// A file: `auth.json`, or one of its lock files.
+    File(PathBuf),
+    /// A shared store, as shown to people: for PostgreSQL `postgres://USER@HOST:PORT/DB#KEY`,
+    /// never with a password.
+    Store(String),
+}
+
+impl Location {
+    /// The file's path, when the location is a file.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Location::File(path) => Some(path),
+            Location::Store(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Store(store) => f.write_str(store),
+        }
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Self {
+        Location::File(path)
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Self {
+        Location::File(path.to_owned())
+    }
+}
+
+/// An authstore error. See the [module documentation](self).
+pub struct Error {
+    /// Boxed, so that a `Result` stays two words wide.
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    location: Option<Location>,
+    detail: Detail,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+/// What a kind needs beyond its location.
+enum Detail {
+    None,
     LockTimeout {
-        /// The lock file.
-        path: PathBuf,
-        /// How long this process waited.
         waited: Duration,
-        /// What the holder wrote into the lock file (pid, program, start time), when readable.
         holder: Option<String>,
     },
-    /// Locks are not supported where the lock file lives.
-    #[error(
-        "cannot lock {path}: the filesystem does not support advisory locks ({source}); move CODEX_HOME to a local filesystem, or opt in to running without locks (--unlocked), unsafe with concurrent processes"
-    )]
-    LockUnsupported {
-        /// The lock file.
-        path: PathBuf,
-        /// What the operating system said.
-        source: io::Error,
-    },
-    /// The file is not a valid credentials document.
-    #[error(
-        "{path} is not a valid auth.json: {reason}; it was left untouched; fix or remove it, then log in again"
-    )]
-    InvalidFile {
-        /// The file.
-        path: PathBuf,
-        /// Why it is invalid.
-        reason: String,
-    },
-    /// The file exists but cannot be read.
-    #[error(
-        "cannot read {path}: {source}; it was left untouched; check that it is a readable file"
-    )]
-    Unreadable {
-        /// The file.
-        path: PathBuf,
-        /// What the operating system said.
-        source: io::Error,
-    },
-    /// A filesystem step failed.
-    #[error("could not {step} {path}: {source}")]
-    Io {
-        /// What was being done (e.g. "rename the temporary file over").
-        step: &'static str,
-        /// The path it was done to.
-        path: PathBuf,
-        /// What the operating system said.
-        source: io::Error,
-    },
-    /// The authority is temporarily unavailable.
-    #[error(
-        "token refresh temporarily failed: {reason}; credentials at {path} are unchanged; try again later"
-    )]
-    Transient {
-        /// The `auth.json` path.
-        path: PathBuf,
-        /// What went wrong (never a token).
-        reason: String,
-    },
-    /// A shared credential store (a database) failed for now.
-    #[error("the credential store {location} is unavailable: {reason}; try again later")]
-    StoreUnavailable {
-        /// Where the store is (credentials in a URL are never shown).
-        location: String,
-        /// What went wrong (never a token).
-        reason: String,
-    },
-    /// A value given by the caller is unusable.
-    #[error("{0}")]
-    InvalidInput(String),
+    /// The step of a filesystem operation ("rename the temporary file over").
+    Step(&'static str),
+    /// Why, in words (never a token).
+    Reason(String),
 }
 
 impl Error {
-    /// What kind of error this is.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::NotLoggedIn { .. } => ErrorKind::NotLoggedIn,
-            Error::ReloginRequired { reason, .. } => ErrorKind::ReloginRequired(*reason),
-            Error::LockTimeout { .. } => ErrorKind::LockTimeout,
-            Error::LockUnsupported { .. } => ErrorKind::LockUnsupported,
-            Error::InvalidFile { .. } => ErrorKind::InvalidFile,
-            Error::Unreadable { .. } => ErrorKind::Unreadable,
-            Error::Io { .. } => ErrorKind::Io,
-            Error::Transient { .. } => ErrorKind::Transient,
-            Error::StoreUnavailable { .. } => ErrorKind::StoreUnavailable,
-            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+    fn new(kind: ErrorKind, location: Option<Location>, detail: Detail) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                location,
+                detail,
+                source: None,
+            }),
         }
     }
 
+    fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// No credentials at `location`.
+    pub fn not_logged_in(location: impl Into<Location>) -> Self {
+        Self::new(ErrorKind::NotLoggedIn, Some(location.into()), Detail::None)
+    }
+
+    /// A value given by the caller is unusable; `message` says which and what to do.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::InvalidInput,
+            None,
+            Detail::Reason(message.into()),
+        )
+    }
+
+    pub(crate) fn relogin(location: impl Into<Location>, reason: ReloginReason) -> Self {
+        Self::new(
+            ErrorKind::ReloginRequired(reason),
+            Some(location.into()),
+            Detail::None,
+        )
+    }
+
+    pub(crate) fn lock_timeout(
+        location: impl Into<Location>,
+        waited: Duration,
+        holder: Option<String>,
+    ) -> Self {
+        Self::new(
+            ErrorKind::LockTimeout,
+            Some(location.into()),
+            Detail::LockTimeout { waited, holder },
+        )
+    }
+
+    pub(crate) fn lock_unsupported(path: &Path, source: io::Error) -> Self {
+        Self::new(ErrorKind::LockUnsupported, Some(path.into()), Detail::None).with_source(source)
+    }
+
+    /// `location` holds no valid credentials document; `reason` says why (never a token).
+    pub fn invalid_file(location: impl Into<Location>, reason: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::InvalidFile,
+            Some(location.into()),
+            Detail::Reason(reason.into()),
+        )
+    }
+
+    pub(crate) fn unreadable(path: &Path, source: io::Error) -> Self {
+        Self::new(ErrorKind::Unreadable, Some(path.into()), Detail::None).with_source(source)
+    }
+
     pub(crate) fn io(step: &'static str, path: &Path, source: io::Error) -> Self {
-        Error::Io {
-            step,
-            path: path.to_owned(),
-            source,
+        Self::new(ErrorKind::Io, Some(path.into()), Detail::Step(step)).with_source(source)
+    }
+
+    pub(crate) fn transient(
+        location: impl Into<Location>,
+        reason: impl Into<String>,
+        source: Option<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        let error = Self::new(
+            ErrorKind::Transient,
+            Some(location.into()),
+            Detail::Reason(reason.into()),
+        );
+        match source {
+            Some(source) => error.with_source(source),
+            None => error,
         }
+    }
+
+    pub(crate) fn store_unavailable(
+        location: impl Into<Location>,
+        reason: impl Into<String>,
+        source: Option<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        let error = Self::new(
+            ErrorKind::StoreUnavailable,
+            Some(location.into()),
+            Detail::Reason(reason.into()),
+        );
+        match source {
+            Some(source) => error.with_source(source),
+            None => error,
+        }
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// Where the credentials or the lock concerned are: a file or a shared store.
+    pub fn location(&self) -> Option<&Location> {
+        self.inner.location.as_ref()
+    }
+
+    /// The file concerned, when the location is a file.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.location.as_ref().and_then(Location::path)
+    }
+
+    /// For a lock timeout: how long this process waited.
+    pub fn lock_waited(&self) -> Option<Duration> {
+        match &self.inner.detail {
+            Detail::LockTimeout { waited, .. } => Some(*waited),
+            _ => None,
+        }
+    }
+
+    /// For a lock timeout: who holds the lock, when known (a pid and program, or a database
+    /// server process and its `application_name`).
+    pub fn lock_holder(&self) -> Option<&str> {
+        match &self.inner.detail {
+            Detail::LockTimeout { holder, .. } => holder.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// What the user can do about it, when there is advice to give.
+    pub fn advice(&self) -> Option<&'static str> {
+        Some(match self.inner.kind {
+            ErrorKind::NotLoggedIn => "log in first (codex login, or authstore login --from FILE)",
+            ErrorKind::ReloginRequired(_) => "log in again",
+            ErrorKind::LockTimeout => "try again, or stop the holder",
+            ErrorKind::LockUnsupported => {
+                "move CODEX_HOME to a local filesystem, or opt in to running without locks (--unlocked), unsafe with concurrent processes"
+            }
+            ErrorKind::InvalidFile => "it was left untouched; fix or remove it, then log in again",
+            ErrorKind::Unreadable => "it was left untouched; check that it is a readable file",
+            ErrorKind::Transient => "the credentials are unchanged; try again later",
+            ErrorKind::StoreUnavailable => "try again later",
+            ErrorKind::Io | ErrorKind::InvalidInput => return None,
+        })
+    }
+
+    /// The whole message for people: what happened and where, every cause in the `source()`
+    /// chain once, then the advice. One line.
+    pub fn report(&self) -> Report<'_> {
+        Report(self)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let location = self
+            .inner
+            .location
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match (&self.inner.kind, &self.inner.detail) {
+            (ErrorKind::NotLoggedIn, _) => write!(f, "not logged in: {location} holds no tokens"),
+            (ErrorKind::ReloginRequired(reason), _) => write!(
+                f,
+                "re-login required: {}; credentials at {location} were left as they are",
+                reason.describe()
+            ),
+            (ErrorKind::LockTimeout, Detail::LockTimeout { waited, holder }) => {
+                write!(
+                    f,
+                    "timed out after {waited:?} waiting for the lock {location}"
+                )?;
+                match holder {
+                    Some(holder) => write!(f, " held by {holder}"),
+                    None => Ok(()),
+                }
+            }
+            (ErrorKind::LockUnsupported, _) => write!(
+                f,
+                "cannot lock {location}: the filesystem does not support advisory locks"
+            ),
+            (ErrorKind::InvalidFile, Detail::Reason(reason)) => {
+                write!(f, "{location} is not a valid auth.json: {reason}")
+            }
+            (ErrorKind::Unreadable, _) => write!(f, "cannot read {location}"),
+            (ErrorKind::Io, Detail::Step(step)) => write!(f, "could not {step} {location}"),
+            (ErrorKind::Transient, Detail::Reason(reason)) => {
+                write!(
+                    f,
+                    "token refresh temporarily failed for {location}: {reason}"
+                )
+            }
+            (ErrorKind::StoreUnavailable, Detail::Reason(reason)) => {
+                write!(
+                    f,
+                    "the credential store {location} is unavailable: {reason}"
+                )
+            }
+            (ErrorKind::InvalidInput, Detail::Reason(message)) => f.write_str(message),
+            (kind, _) => write!(f, "{kind:?} at {location}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message and the causes, never more: no field holds a token, and this keeps
+        // `unwrap()` failures readable.
+        let mut debug = f.debug_struct("Error");
+        debug
+            .field("kind", &self.inner.kind)
+            .field("message", &self.to_string());
+        if let Some(source) = &self.inner.source {
+            debug.field("source", &source.to_string());
+        }
+        debug.finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+/// [`Error::report`]: the error, its causes and the advice, on one line.
+pub struct Report<'a>(&'a Error);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        if let Some(advice) = self.0.advice() {
+            write!(f, "; {advice}")?;
+        }
+        Ok(())
     }
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_leaves_the_cause_to_the_source_chain_and_the_report_shows_it_once() {
+        let cause = io::Error::new(io::ErrorKind::PermissionDenied, "Permission denied");
+        let error = Error::unreadable(Path::new("/home/a/.codex/auth.json"), cause);
+        assert_eq!(error.to_string(), "cannot read /home/a/.codex/auth.json");
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("Permission denied")
+        );
+        let report = error.report().to_string();
+        assert_eq!(
+            report,
+            "cannot read /home/a/.codex/auth.json: Permission denied; it was left untouched; check that it is a readable file"
+        );
+        assert_eq!(report.matches("Permission denied").count(), 1);
+    }
+
+    #[test]
+    fn a_store_location_is_not_a_path() {
+        let error = Error::lock_timeout(
+            Location::Store("postgres://alice@db:5432/auth#default".into()),
+            Duration::from_millis(300),
+            Some("server process 42 (authstore (pid 7))".into()),
+        );
+        assert_eq!(error.kind(), ErrorKind::LockTimeout);
+        assert_eq!(error.path(), None);
+        assert_eq!(
+            error.location(),
+            Some(&Location::Store(
+                "postgres://alice@db:5432/auth#default".into()
+            ))
+        );
+        assert_eq!(error.lock_waited(), Some(Duration::from_millis(300)));
+        assert_eq!(
+            error.lock_holder(),
+            Some("server process 42 (authstore (pid 7))")
+        );
+        assert!(
+            error
+                .report()
+                .to_string()
+                .ends_with("; try again, or stop the holder")
+        );
+    }
+
+    #[test]
+    fn an_error_is_one_pointer_wide_in_a_result() {
+        assert_eq!(
+            std::mem::size_of::<Result<()>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+}

@@ -358,8 +358,8 @@ impl AuthManager {
     /// I/O errors.
     pub async fn login(&self, document: AuthDocument) -> Result<Arc<AuthSnapshot>> {
         if document.tokens.is_none() && document.openai_api_key.is_none() {
-            return Err(Error::InvalidInput(
-                "the document holds neither tokens nor an API key; nothing to log in with".into(),
+            return Err(Error::invalid_input(
+                "the document holds neither tokens nor an API key; nothing to log in with",
             ));
         }
         let _flight = self.inner.flight.lock().await;
@@ -520,7 +520,7 @@ impl AuthManager {
         reason: RefreshReason,
     ) -> Result<Arc<AuthSnapshot>> {
         if held.document.tokens.is_none() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "{} holds an API key, not tokens: there is nothing to refresh",
                 self.auth_path().display()
             )));
@@ -603,7 +603,8 @@ impl AuthManager {
                 if let Err(error) = transaction.commit().await {
                     tracing::error!(
                         "the authority rotated the refresh token but storing the new one failed: \
-                         this login's lineage may be lost: {error}"
+                         this login's lineage may be lost: {}",
+                        error.report()
                     );
                     return Err(error);
                 }
@@ -636,14 +637,20 @@ impl AuthManager {
                 self.inner.counters.relogin_required();
                 Err(self.relogin(relogin))
             }
-            Err(RefreshFailure::Transient { reason: why, .. }) => {
+            Err(RefreshFailure::Transient {
+                reason: why,
+                source,
+                ..
+            }) => {
                 drop(transaction);
                 tracing::warn!("token refresh failed temporarily: {why}");
                 self.inner.counters.transient_failure();
-                Err(Error::Transient {
-                    path: self.location(),
-                    reason: why,
-                })
+                Err(Error::transient(
+                    self.location(),
+                    why,
+                    source
+                        .map(|source| Box::new(source) as Box<dyn std::error::Error + Send + Sync>),
+                ))
             }
         }
     }
@@ -663,6 +670,7 @@ impl AuthManager {
                 Err(RefreshFailure::Transient {
                     retry_safe: true,
                     reason,
+                    ..
                 }) if attempt < RETRY_DELAYS_MS.len() => {
                     let delay = jittered(Duration::from_millis(RETRY_DELAYS_MS[attempt]));
                     tracing::info!("token refresh failed ({reason}); retrying in {delay:?}");
@@ -782,16 +790,11 @@ impl AuthManager {
     }
 
     fn not_logged_in(&self) -> Error {
-        Error::NotLoggedIn {
-            path: self.location(),
-        }
+        Error::not_logged_in(self.location())
     }
 
     fn relogin(&self, reason: ReloginReason) -> Error {
-        Error::ReloginRequired {
-            path: self.location(),
-            reason,
-        }
+        Error::relogin(self.location(), reason)
     }
 
     fn known_dead(&self, token: &Secret) -> Option<ReloginReason> {

@@ -29,7 +29,7 @@ pub fn resolve_codex_home(explicit: Option<&Path>) -> Result<PathBuf> {
             if dir.is_dir() {
                 Ok(dir)
             } else {
-                Err(Error::InvalidInput(format!(
+                Err(Error::invalid_input(format!(
                     "CODEX_HOME={} is not an existing directory; create it or unset CODEX_HOME",
                     dir.display()
                 )))
@@ -39,9 +39,7 @@ pub fn resolve_codex_home(explicit: Option<&Path>) -> Result<PathBuf> {
             .filter(|v| !v.is_empty())
             .map(|home| PathBuf::from(home).join(".codex"))
             .ok_or_else(|| {
-                Error::InvalidInput(
-                    "neither CODEX_HOME nor HOME is set; pass --codex-home DIR".into(),
-                )
+                Error::invalid_input("neither CODEX_HOME nor HOME is set; pass --codex-home DIR")
             }),
     }
 }

@@ -89,11 +89,11 @@ pub(crate) async fn acquire_transaction_lock(
     let guard = match tokio::time::timeout(deadline, in_process.lock_owned()).await {
         Ok(guard) => guard,
         Err(_) => {
-            return Err(Error::LockTimeout {
-                path: path.to_owned(),
-                waited: started.elapsed(),
-                holder: Some(format!("this process (pid {})", std::process::id())),
-            });
+            return Err(Error::lock_timeout(
+                path,
+                started.elapsed(),
+                Some(format!("this process (pid {})", std::process::id())),
+            ));
         }
     };
 
@@ -161,11 +161,11 @@ async fn wait_for_lock(
             match tokio::time::timeout(remaining.saturating_sub(patience), receiver).await {
                 Ok(result) => result,
                 Err(_) => {
-                    return Err(Error::LockTimeout {
-                        path: path.to_owned(),
-                        waited: started.elapsed(),
-                        holder: read_holder_note(path),
-                    });
+                    return Err(Error::lock_timeout(
+                        path,
+                        started.elapsed(),
+                        read_holder_note(path),
+                    ));
                 }
             }
         }
@@ -197,11 +197,7 @@ pub(crate) fn with_write_lock<T>(
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::LockTimeout {
-                    path: path.to_owned(),
-                    waited: started.elapsed(),
-                    holder: None,
-                });
+                return Err(Error::lock_timeout(path, started.elapsed(), None));
             }
             Err(std::fs::TryLockError::Error(error)) => return Err(lock_error(path, error)),
         }
@@ -213,10 +209,7 @@ pub(crate) fn with_write_lock<T>(
 
 fn lock_error(path: &Path, error: io::Error) -> Error {
     if sys::is_lock_unsupported(&error) {
-        Error::LockUnsupported {
-            path: path.to_owned(),
-            source: error,
-        }
+        Error::lock_unsupported(path, error)
     } else {
         Error::io("lock", path, error)
     }

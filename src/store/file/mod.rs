@@ -139,12 +139,7 @@ impl FileStore {
 
     fn read_once(&self) -> Result<Option<AuthDocument>, ReadError> {
         let path = &self.auth_path;
-        let unreadable = |source| {
-            ReadError::Other(Error::Unreadable {
-                path: path.clone(),
-                source,
-            })
-        };
+        let unreadable = |source| ReadError::Other(Error::unreadable(path, source));
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -280,8 +275,5 @@ enum ReadError {
 }
 
 fn invalid(path: &Path, error: &DocumentError) -> Error {
-    Error::InvalidFile {
-        path: path.to_owned(),
-        reason: error.to_string(),
-    }
+    Error::invalid_file(path, error.to_string())
 }

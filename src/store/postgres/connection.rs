@@ -25,6 +25,9 @@ pub(super) struct Failure {
     /// Whether the connection is gone (closed, reset, ended by the server, or silent past the
     /// bound): it must not be used again.
     pub(super) lost: bool,
+    /// The client library's error, for a failure that is not the server's answer (a refused or
+    /// broken connection): the real cause, kept as the error's `source()`.
+    pub(super) cause: Option<Arc<tokio_postgres::Error>>,
 }
 
 impl Failure {
@@ -168,16 +171,17 @@ impl Conn {
     ) -> Result<T, Failure> {
         match tokio::time::timeout(bound, future).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.failure(&error)),
+            Ok(Err(error)) => Err(self.failure(error)),
             Err(_) => Err(Failure {
                 code: None,
                 reason: format!("the server did not answer within {}", seconds(bound)),
                 lost: true,
+                cause: None,
             }),
         }
     }
 
-    fn failure(&self, error: &tokio_postgres::Error) -> Failure {
+    fn failure(&self, error: tokio_postgres::Error) -> Failure {
         let failure = describe(error);
         if failure.lost
             && failure.code.is_none()
@@ -205,11 +209,12 @@ pub(super) async fn open(
     };
     match tokio::time::timeout(bound, opening).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(error)) => Err(describe(&error)),
+        Ok(Err(error)) => Err(describe(error)),
         Err(_) => Err(Failure {
             code: None,
             reason: format!("no connection within {}", seconds(bound)),
             lost: true,
+            cause: None,
         }),
     }
 }
@@ -230,8 +235,9 @@ where
                 code: None,
                 reason: "the connection was closed".into(),
                 lost: true,
+                cause: None,
             },
-            Err(error) => describe(&error),
+            Err(error) => describe(error),
         };
         *lock(&record) = Some(Failure {
             lost: true,
@@ -247,7 +253,7 @@ where
 
 /// A reason for `error` that never holds a parameter value or a password: the server's message
 /// and SQLSTATE, or the chain of I/O causes.
-fn describe(error: &tokio_postgres::Error) -> Failure {
+fn describe(error: tokio_postgres::Error) -> Failure {
     if let Some(db) = error.as_db_error() {
         let code = db.code().clone();
         let mut reason = match &code {
@@ -275,10 +281,11 @@ fn describe(error: &tokio_postgres::Error) -> Failure {
             code: Some(code),
             reason,
             lost: fatal || error.is_closed(),
+            cause: None,
         };
     }
     let mut reason = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         let _ = write!(reason, ": {cause}");
         source = cause.source();
@@ -287,6 +294,7 @@ fn describe(error: &tokio_postgres::Error) -> Failure {
         code: None,
         reason,
         lost: true,
+        cause: Some(Arc::new(error)),
     }
 }
 
@@ -302,13 +310,13 @@ pub(super) fn tls(config: &Config, root_cert: Option<&Path>) -> Result<Option<Ma
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::InvalidInput(format!("cannot set up TLS: {e}")))?;
+        .map_err(|e| Error::invalid_input(format!("cannot set up TLS: {e}")))?;
     let builder = match root_cert {
         Some(path) => {
             use rustls::pki_types::CertificateDer;
             use rustls::pki_types::pem::PemObject;
             let unusable = |reason: String| {
-                Error::InvalidInput(format!(
+                Error::invalid_input(format!(
                     "cannot use the root certificates in {}: {reason}",
                     path.display()
                 ))
@@ -327,7 +335,7 @@ pub(super) fn tls(config: &Config, root_cert: Option<&Path>) -> Result<Option<Ma
         None => {
             use rustls_platform_verifier::BuilderVerifierExt;
             builder.with_platform_verifier().map_err(|e| {
-                Error::InvalidInput(format!("cannot load the system's root certificates: {e}"))
+                Error::invalid_input(format!("cannot load the system's root certificates: {e}"))
             })?
         }
     };

@@ -34,14 +34,13 @@ pub(super) fn parse(url: &str) -> Result<Parsed> {
         if let Some(source) = std::error::Error::source(&error) {
             let _ = write!(reason, ": {source}");
         }
-        Error::InvalidInput(format!(
+        Error::invalid_input(format!(
             "the store URL is not a valid PostgreSQL connection string ({reason}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=require]"
         ))
     })?;
     if config.get_hosts().is_empty() {
-        return Err(Error::InvalidInput(
-            "the store URL names no host; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-                .into(),
+        return Err(Error::invalid_input(
+            "the store URL names no host; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
         ));
     }
     Ok(Parsed {

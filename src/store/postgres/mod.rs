@@ -83,7 +83,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use self::connection::{Conn, Failure, Sql, seconds};
 use crate::document::AuthDocument;
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 
 /// The environment variable that names a shared store (`postgres://...`).
 pub const STORE_ENV: &str = "AUTHSTORE_STORE";
@@ -359,11 +359,11 @@ impl PgStore {
                         self.put_back(conn);
                     }
                     tracing::debug!(location = %self.inner.location, ?waited, ?holder, "row lock timeout");
-                    return Err(Error::LockTimeout {
-                        path: PathBuf::from(&self.inner.location),
+                    return Err(Error::lock_timeout(
+                        self.location_for_errors(),
                         waited,
                         holder,
-                    });
+                    ));
                 }
                 Err(failure) if failure.lost && pooled && attempts < 3 => {
                     // The kept connection was closed meanwhile (a server restart): nothing was
@@ -425,6 +425,7 @@ impl PgStore {
                 code: None,
                 reason: format!("unexpected row: {e}"),
                 lost: true,
+                cause: None,
             }),
         }
     }
@@ -504,7 +505,7 @@ impl PgStore {
             self.inner.options.connect_timeout,
         )
         .await
-        .map_err(|failure| self.unavailable(format!("cannot connect: {}", failure.reason)))
+        .map_err(|failure| self.unavailable_because("cannot connect", failure))
     }
 
     /// Keeps `conn` for the next transaction, unless one is kept already.
@@ -518,19 +519,29 @@ impl PgStore {
         }
     }
 
-    fn unavailable(&self, reason: String) -> Error {
-        Error::StoreUnavailable {
-            location: self.inner.location.clone(),
-            reason,
+    /// Unavailable because of `failure`, while doing `what`: the client library's error, when
+    /// there is one, becomes the source; else the reason is spelled out.
+    fn unavailable_because(&self, what: &str, failure: Failure) -> Error {
+        match failure.cause {
+            Some(cause) => {
+                Error::store_unavailable(self.location_for_errors(), what, Some(Box::new(cause)))
+            }
+            None => self.unavailable(format!("{what}: {}", failure.reason)),
         }
+    }
+
+    fn unavailable(&self, reason: String) -> Error {
+        Error::store_unavailable(self.location_for_errors(), reason, None)
+    }
+
+    fn location_for_errors(&self) -> Location {
+        Location::Store(self.inner.location.clone())
     }
 
     fn parse(&self, text: Option<&str>) -> Result<Option<AuthDocument>> {
         text.map(|text| {
-            AuthDocument::parse(text.as_bytes()).map_err(|error| Error::InvalidFile {
-                path: PathBuf::from(&self.inner.location),
-                reason: error.to_string(),
-            })
+            AuthDocument::parse(text.as_bytes())
+                .map_err(|error| Error::invalid_file(self.location_for_errors(), error.to_string()))
         })
         .transpose()
     }
@@ -581,7 +592,7 @@ impl PgTransaction {
     /// [`Error::StoreUnavailable`].
     pub async fn write(&mut self, document: &AuthDocument) -> Result<()> {
         let text = String::from_utf8(document.to_json())
-            .map_err(|_| Error::InvalidInput("the document is not UTF-8".into()))?;
+            .map_err(|_| Error::invalid_input("the document is not UTF-8"))?;
         let store = self.store.clone();
         let row = self
             .run(Sql::Write, &[&store.inner.key, &text], "write")
@@ -733,7 +744,7 @@ impl Drop for PgTransaction {
 
 fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "the credential key must be 1 to {MAX_KEY_BYTES} bytes long, without control characters"
         )));
     }

@@ -79,6 +79,7 @@ pub(super) async fn ensure(conn: &mut Conn, bound: Duration) -> Result<(), Schem
             code: None,
             reason: format!("unknown authstore schema version {version}"),
             lost: false,
+            cause: None,
         })),
     };
     match outcome {

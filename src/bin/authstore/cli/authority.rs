@@ -37,7 +37,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         ..SimulatorConfig::default()
     };
     let simulator = Simulator::start(config).await.map_err(|e| {
-        Error::InvalidInput(format!("cannot listen on 127.0.0.1:{}: {e}", args.port))
+        Error::invalid_input(format!("cannot listen on 127.0.0.1:{}: {e}", args.port))
     })?;
     println!("listening on {}", simulator.base_url());
     println!(
@@ -47,7 +47,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     if args.login {
         let value = simulator.auth_json(&Identity::new("acct-demo", "user-demo"));
         let document = AuthDocument::parse(value.to_string().as_bytes()).map_err(|e| {
-            Error::InvalidInput(format!("the authority issued an invalid document: {e}"))
+            Error::invalid_input(format!("the authority issued an invalid document: {e}"))
         })?;
         let manager = cli.manager().await?;
         manager.login(document).await?;

@@ -82,8 +82,8 @@ pub(crate) struct WorkerArgs {
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let duration = seconds("--duration", args.duration)?;
     if duration.is_zero() {
-        return Err(Error::InvalidInput(
-            "--duration 0: expected a positive number of seconds".into(),
+        return Err(Error::invalid_input(
+            "--duration 0: expected a positive number of seconds",
         ));
     }
     // Lock and request timeouts apply to the workers; the demo runs on its own temporary homes.
@@ -132,15 +132,15 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
 
 pub(crate) async fn run_worker(cli: &Cli, args: &WorkerArgs) -> Result<u8, Error> {
     if args.pause_min_us > args.pause_max_us {
-        return Err(Error::InvalidInput(
-            "--pause-min-us must not exceed --pause-max-us".into(),
+        return Err(Error::invalid_input(
+            "--pause-min-us must not exceed --pause-max-us",
         ));
     }
     // An internal command: it never runs on the user's own Codex home, nor against a token
     // endpoint that is not on this machine.
     let Some(home) = cli.codex_home.clone() else {
-        return Err(Error::InvalidInput(
-            "demo-worker is internal to `authstore demo` and needs an explicit --codex-home".into(),
+        return Err(Error::invalid_input(
+            "demo-worker is internal to `authstore demo` and needs an explicit --codex-home",
         ));
     };
     let authority = AuthorityConfig::from_env()
@@ -151,7 +151,7 @@ pub(crate) async fn run_worker(cli: &Cli, args: &WorkerArgs) -> Result<u8, Error
         .flatten()
         .find(|url| !authstore::authority::is_loopback_url(url))
     {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "demo-worker only talks to a token authority on this machine, not {url}"
         )));
     }

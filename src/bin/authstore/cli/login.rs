@@ -17,10 +17,8 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let bytes = read_source(&args.from)?;
-    let document = AuthDocument::parse(&bytes).map_err(|e| Error::InvalidFile {
-        path: args.from.clone(),
-        reason: e.to_string(),
-    })?;
+    let document = AuthDocument::parse(&bytes)
+        .map_err(|e| Error::invalid_file(args.from.clone(), e.to_string()))?;
     let manager = cli.manager().await?;
     let snapshot = manager.login(document).await?;
     let claims = snapshot.claims();
@@ -42,7 +40,7 @@ fn read_source(path: &PathBuf) -> Result<Vec<u8>, Error> {
         std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
     };
     result.map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::invalid_input(format!(
             "cannot read {}: {e}; pass the path of an auth.json document",
             path.display()
         ))

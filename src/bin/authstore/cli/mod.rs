@@ -140,7 +140,7 @@ pub(crate) fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("authstore: {error}");
+            eprintln!("authstore: {}", error.report());
             ExitCode::from(exit_code(&error))
         }
     }
@@ -210,9 +210,7 @@ impl Cli {
     ) -> Result<AuthManager, Error> {
         use authstore::store::postgres::{PgOptions, PgStore};
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            return Err(Error::InvalidInput(
-                "--store takes a postgres://... URL".into(),
-            ));
+            return Err(Error::invalid_input("--store takes a postgres://... URL"));
         }
         let pg_options = PgOptions::default()
             .lock_timeout(seconds("--lock-timeout", self.lock_timeout)?)
@@ -229,16 +227,16 @@ impl Cli {
         _request_timeout: Duration,
         _options: ManagerOptions,
     ) -> Result<AuthManager, Error> {
-        Err(Error::InvalidInput(
-            "--store needs authstore built with the postgres feature (cargo install --features postgres)"
-                .into(),
+        Err(Error::invalid_input(
+            "--store needs authstore built with the postgres feature (cargo install --features postgres)",
         ))
     }
 }
 
 fn seconds(option: &str, value: f64) -> Result<Duration, Error> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| Error::InvalidInput(format!("{option} {value}: expected a number of seconds")))
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        Error::invalid_input(format!("{option} {value}: expected a number of seconds"))
+    })
 }
 
 pub(crate) fn exit_code(error: &Error) -> u8 {
@@ -250,7 +248,8 @@ pub(crate) fn exit_code(error: &Error) -> u8 {
         }
         ErrorKind::InvalidFile | ErrorKind::Unreadable => exit::INVALID_FILE,
         ErrorKind::InvalidInput => exit::USAGE,
-        ErrorKind::LockUnsupported | ErrorKind::Io => exit::OTHER,
+        // Io, LockUnsupported, and any kind a newer library adds.
+        _ => exit::OTHER,
     }
 }
 

@@ -81,9 +81,7 @@ impl Baseline {
                 self.held = Some(Arc::new(Held::new(document)));
                 Ok(())
             }
-            None => Err(Error::NotLoggedIn {
-                path: self.store.auth_path().to_owned(),
-            }),
+            None => Err(Error::not_logged_in(self.store.auth_path())),
         }
     }
 
