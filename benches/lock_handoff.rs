@@ -84,10 +84,10 @@ impl Variant {
 }
 
 /// A lock held by one of the variants.
-enum Held<'a> {
+enum Held {
     Raw,
     File(File),
-    Transaction(authstore::store::Transaction<'a>),
+    Transaction(authstore::store::FileTransaction),
 }
 
 /// One variant's lock in one process.
@@ -109,7 +109,7 @@ impl Lock {
     }
 
     /// Acquires, blocking.
-    fn acquire(&self, runtime: &tokio::runtime::Runtime) -> Held<'_> {
+    fn acquire(&self, runtime: &tokio::runtime::Runtime) -> Held {
         match self.variant {
             Variant::Raw => {
                 flock(&self.raw, libc::LOCK_EX);
@@ -159,7 +159,7 @@ impl Lock {
     }
 
     /// Releases.
-    fn release(&self, held: Held<'_>) {
+    fn release(&self, held: Held) {
         match held {
             Held::Raw => flock(&self.raw, libc::LOCK_UN),
             Held::File(file) => {

@@ -1,8 +1,10 @@
-//! Change notification for long-running processes: one event per change any process makes to
-//! `auth.json` (refresh, login, logout, identity switch).
+//! Change notification for long-running processes: one event per change any process (or, for a
+//! shared store, any machine) makes to the stored credentials (refresh, login, logout, identity
+//! switch).
 //!
-//! Built on the same directory watch the manager uses for its cache; where watching is
-//! unavailable it polls the file's metadata. Events describe the change, never carry a token.
+//! Built on the store's [`ChangeFeed`], the same mechanism the manager uses for its cache: a
+//! directory watch for `auth.json` (else its metadata, polled), the row's generation for a
+//! shared store. Events describe the change, never carry a token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +12,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::document::{AuthDocument, format_timestamp};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::policy::documents_verdict;
-use crate::store::FileStore;
-use crate::store::file::watch::{ChangeSignal, DirectoryWatch, FileStamp};
+use crate::store::{ChangeFeed, ChangeOptions, Mark, Store};
 
-/// How often the metadata is polled when no directory watch is available.
+/// How often a store that cannot be watched is asked again.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What changed.
@@ -80,76 +81,78 @@ pub fn classify(before: Option<&AuthDocument>, after: Option<&AuthDocument>) -> 
     }
 }
 
-/// Yields an event for every change to `auth.json`, made by any process.
+/// Yields an event for every change to the stored credentials, made by any process.
 #[derive(Debug)]
 pub struct ChangeWatcher {
-    store: FileStore,
-    signal: Arc<ChangeSignal>,
-    watch: Option<DirectoryWatch>,
-    stamp: Option<FileStamp>,
+    store: Arc<dyn Store>,
+    feed: Box<dyn ChangeFeed>,
+    mark: Mark,
     last: Option<AuthDocument>,
 }
 
 impl ChangeWatcher {
-    /// Starts watching the store's `auth.json`; changes from now on are reported.
+    /// Starts watching `store`; changes from now on are reported.
     ///
     /// # Errors
-    /// [`crate::Error::InvalidFile`] or I/O errors reading the current state.
-    pub fn new(store: FileStore) -> Result<Self> {
-        let signal = Arc::new(ChangeSignal::default());
-        let watch = DirectoryWatch::start(store.auth_path(), signal.clone());
-        let stamp = FileStamp::of(store.auth_path());
-        let last = store.read()?;
+    /// Reading the current state failed: the document is invalid or unreadable, or the store
+    /// is unavailable.
+    pub async fn new(store: impl Store + 'static) -> Result<Self> {
+        Self::with_store(Arc::new(store)).await
+    }
+
+    /// As [`ChangeWatcher::new`], for a store already shared.
+    ///
+    /// # Errors
+    /// As [`ChangeWatcher::new`].
+    pub async fn with_store(store: Arc<dyn Store>) -> Result<Self> {
+        let feed = store.changes(ChangeOptions {
+            watch: true,
+            poll: POLL_INTERVAL,
+        });
+        let mark = feed.mark();
+        let last = store.read().await?;
         Ok(Self {
             store,
-            signal,
-            watch,
-            stamp,
+            feed,
+            mark,
             last,
         })
     }
 
-    /// Whether a directory watch is in use (else metadata polling).
+    /// Whether changes are pushed by a directory watch (else looked for).
     pub fn is_watching(&self) -> bool {
-        self.watch.is_some()
+        self.feed.is_watching()
     }
 
     /// Waits for the next change. A file that is unreadable or invalid for a moment (being
     /// rewritten in place by a program that ignores the lock) is skipped until it settles.
-    pub async fn next(&mut self) -> ChangeEvent {
+    ///
+    /// # Errors
+    /// The store is unavailable (a shared store that cannot be reached); the watcher stays
+    /// usable, and the next call tries again.
+    pub async fn next(&mut self) -> Result<ChangeEvent> {
         loop {
-            let notified = self.signal.notify.notified();
-            if !self
-                .signal
-                .dirty
-                .swap(false, std::sync::atomic::Ordering::AcqRel)
-            {
-                if self.watch.is_some() && !self.signal.is_lost() {
-                    notified.await;
-                } else {
-                    tokio::time::sleep(POLL_INTERVAL).await;
-                    let stamp = FileStamp::of(self.store.auth_path());
-                    if stamp == self.stamp {
-                        continue;
-                    }
-                    self.stamp = stamp;
-                }
-                self.signal
-                    .dirty
-                    .store(false, std::sync::atomic::Ordering::Release);
-            }
-            let current = match self.store.read() {
+            self.feed.wait(&self.mark).await;
+            self.mark = self.feed.mark();
+            let current = match self.store.read().await {
                 Ok(current) => current,
-                Err(error) => {
-                    tracing::debug!(error = %error.report(), "auth.json unreadable for now; waiting for the next change");
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::InvalidFile | ErrorKind::Unreadable) =>
+                {
+                    tracing::debug!(error = %error.report(), "the stored credentials are unreadable for now; waiting for the next change");
                     continue;
+                }
+                Err(error) => {
+                    // Not seen: the next look reads again.
+                    self.mark = Mark::outdated();
+                    return Err(error);
                 }
             };
             let change = classify(self.last.as_ref(), current.as_ref());
             let event = change.map(|kind| ChangeEvent::new(kind, current.as_ref()));
             self.last = current;
             if let Some(event) = event {
-                return event;
+                return Ok(event);
             }
         }
     }

@@ -45,6 +45,25 @@
 //! from racing itself. A process killed after the authority rotated the token and before the
 //! rename loses that rotation: no client can close that window.
 //!
+//! ## Architecture
+//!
+//! Data flows one way. Callers (the `authstore` binary in `src/bin/authstore/`, editors, other
+//! programs) use an [`AuthManager`]: a cached snapshot, the in-process single-flight, `auth()`,
+//! refresh and 401 recovery. The manager asks [`policy`] (pure functions of the held and the
+//! stored document and an injected `now`; no I/O, no clock) what to do, and the [`store`] and
+//! the [`authority`] client do it. The store knows nothing about OAuth; the authority client
+//! knows nothing about files. [`document`] is the `auth.json` model (unknown fields kept, JWT
+//! claims, staleness), [`error`] the one error type, [`secret`] the redacted token type,
+//! [`changes`] the change events for long-running readers.
+//!
+//! [`store`] is one interface ([`store::Store`], [`store::Transaction`], [`store::ChangeFeed`])
+//! with its backends as sibling modules: [`store::file`](mod@store::file) (`auth.json` under
+//! Codex's locks), the PostgreSQL store (feature `postgres`) and [`store::mirror`] (a shared
+//! store copied into the local `auth.json`). A new backend is one new sibling module; the manager never asks which
+//! one it runs on. The embedded token authority for tests and the demo is [`simulator`]
+//! (feature `simulator`); the binary's demo and its deliberately unsafe baselines are the
+//! binary's, not the library's.
+//!
 //! ## Locking protocol
 //!
 //! `auth.lock` (the transaction lock) is held across the whole transaction: re-read, decide,
@@ -53,7 +72,8 @@
 //! both are created 0600 and never deleted or renamed. The locks are the operating system's
 //! advisory locks, through std's `File::lock`/`try_lock` (flock on Unix, `LockFileEx` on
 //! Windows); the kernel releases the lock of a process that dies. Waiting is bounded by a
-//! deadline that ends in [`error::Error::LockTimeout`], naming the holder. See [`store`].
+//! deadline that ends in an [`ErrorKind::LockTimeout`] error naming the holder. See
+//! [`store::file`].
 //!
 //! ## The refresh transaction
 //!
@@ -66,7 +86,7 @@
 //!
 //! ## Durability
 //!
-//! See [`store`]: a failed write leaves `auth.json` as it was and names the step that failed;
+//! See [`store::file`]: a failed write leaves `auth.json` as it was and names the step that failed;
 //! temporary files a crashed writer left are removed by the next writer holding the lock; a
 //! symlinked `auth.json` stays a symlink and its target is replaced.
 //!

@@ -140,3 +140,128 @@ async fn killing_the_row_lock_holder_mid_refresh_lets_the_next_machine_proceed()
         "the next machine waited {waited:?}, as long as the lock timeout"
     );
 }
+
+fn json_line(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(output)).expect("one JSON object on stdout")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_the_shared_stores_login_and_labels_the_local_mirror() {
+    let machines = Machines::new("status").await;
+    machines.login_stale().await;
+
+    // A machine that never ran a command has no local file: its status is the store's.
+    let status = machines.run(5, &["status", "--json"]).await;
+    assert_success(&status);
+    let status = json_line(&status);
+    assert_eq!(status["logged_in"], true);
+    assert_eq!(status["account_id"], "acct-1");
+    assert_eq!(status["user_id"], "user-1");
+    assert_eq!(status["refresh_due"], true, "the login is stale");
+    let location = status["path"].as_str().unwrap();
+    assert!(
+        location.starts_with("postgres://postgres@127.0.0.1:") && location.ends_with("#default"),
+        "{location}"
+    );
+    let mirror = &status["mirror"];
+    assert_eq!(
+        mirror["path"].as_str().map(PathBuf::from),
+        Some(machines.home(5).join("auth.json"))
+    );
+    assert_eq!(
+        mirror["logged_in"], false,
+        "status only looks: nothing mirrored"
+    );
+    assert_eq!(mirror["in_sync"], false);
+    assert!(!machines.home(5).join("auth.json").exists());
+
+    // Once the machine used the login, its mirror holds exactly the store's document.
+    assert_success(&machines.run(5, &["token"]).await);
+    let status = json_line(&machines.run(5, &["status", "--json"]).await);
+    assert_eq!(status["refresh_due"], false, "refreshed through the store");
+    assert_eq!(status["mirror"]["logged_in"], true);
+    assert_eq!(status["mirror"]["in_sync"], true);
+
+    let text = machines.run(5, &["status"]).await;
+    assert_success(&text);
+    let text = stdout(&text);
+    assert!(
+        text.contains(&format!("store:        {location}")),
+        "{text}"
+    );
+    assert!(text.contains("local mirror: "), "{text}");
+    assert!(text.contains("in sync with the store"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_a_refresh_made_on_another_machine() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let machines = Machines::new("watch").await;
+    machines.login_stale().await;
+    let mut watch = machines.command(3, &["watch", "--json"]).spawn().unwrap();
+    let mut stderr = BufReader::new(watch.stderr.take().unwrap()).lines();
+    let mut events = BufReader::new(watch.stdout.take().unwrap()).lines();
+    // The watcher has read the current state once it says what it watches.
+    let started = tokio::time::timeout(Duration::from_secs(20), stderr.next_line())
+        .await
+        .expect("watch started in time")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        started.contains("watching postgres://postgres@127.0.0.1:"),
+        "{started}"
+    );
+
+    assert_success(&machines.run(1, &["refresh", "--force"]).await);
+    let line = tokio::time::timeout(Duration::from_secs(20), events.next_line())
+        .await
+        .expect("an event within the bound")
+        .unwrap()
+        .expect("a line");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["event"], "refreshed");
+    assert_eq!(event["account_id"], "acct-1");
+    let refreshed = common::read_auth(&machines.home(1)).unwrap();
+    assert!(
+        !line.contains(refreshed["tokens"]["access_token"].as_str().unwrap()),
+        "an event carries no token"
+    );
+    assert!(
+        machines.home(3).join("auth.json").metadata().is_err(),
+        "watching writes no mirror"
+    );
+    watch.start_kill().unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), watch.wait()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_is_unavailable_to_every_command_named_without_its_password() {
+    let env = common::binary::Env::new().await;
+    // Port 1 on loopback: nothing listens there.
+    let url = "postgres://alice:s3cret-pw@127.0.0.1:1/auth";
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["token"],
+        &["watch"],
+        &["watch", "--json"],
+        &["refresh"],
+    ] {
+        let mut all = vec!["--store", url];
+        all.extend_from_slice(args);
+        let mut command = env.command(&all);
+        command.env_remove("AUTHSTORE_STORE");
+        let output = run_bounded(command).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(5), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("postgres://alice@127.0.0.1:1/auth#default"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("s3cret"), "{args:?}: the password leaked");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!env.auth_path().exists(), "nothing was written locally");
+}

@@ -179,6 +179,55 @@ impl Drop for Worker {
     }
 }
 
+#[tokio::test]
+async fn an_idle_timeout_not_longer_than_the_token_request_is_refused_naming_both() {
+    // Checked before connecting: no server is needed to refuse it.
+    let error = PgStore::connect(
+        "postgres://alice:s3cret-pw@127.0.0.1:1/auth",
+        KEY,
+        options()
+            .token_request_timeout(Duration::from_secs(20))
+            .idle_timeout(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    let message = error.to_string();
+    assert!(message.contains("idle timeout (20.0 s)"), "{message}");
+    assert!(
+        message.contains("token request timeout (20.0 s)"),
+        "{message}"
+    );
+    assert!(!message.contains("s3cret"), "{message}");
+}
+
+#[tokio::test]
+async fn a_manager_refuses_a_store_whose_idle_timeout_its_token_requests_outlast() {
+    let cluster = Cluster::shared();
+    let database = cluster.create_database("idle_rule");
+    let store = connect(
+        &cluster.url(&database),
+        KEY,
+        options()
+            .token_request_timeout(Duration::from_millis(500))
+            .idle_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let manager_options = authstore::ManagerOptions::default().authority(
+        authstore::authority::AuthorityConfig::from_env().request_timeout(Duration::from_secs(5)),
+    );
+    let error =
+        authstore::AuthManager::with_postgres(home.path(), store, manager_options).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
+    let message = error.to_string();
+    assert!(message.contains("idle timeout (1.0 s)"), "{message}");
+    assert!(
+        message.contains("token request timeout (5.0 s)"),
+        "{message}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
 
@@ -460,7 +509,16 @@ async fn a_holder_idle_inside_its_transaction_is_ended_by_the_server() {
     let cluster = Cluster::shared();
     let database = cluster.create_database("idle");
     let url = cluster.url(&database);
-    let holder = connect(&url, KEY, options().idle_timeout(Duration::from_secs(1))).await;
+    // A 1 s idle timeout is only allowed beside token requests that take less: the store
+    // refuses a combination in which the server could end a refresh in flight.
+    let holder = connect(
+        &url,
+        KEY,
+        options()
+            .token_request_timeout(Duration::from_millis(500))
+            .idle_timeout(Duration::from_secs(1)),
+    )
+    .await;
     let waiter = connect(&url, KEY, options()).await;
     write_committed(&waiter, &fixture(0)).await;
 

@@ -89,14 +89,14 @@ async fn worker_entry() {
     );
     for _ in 0..cycles {
         let mut transaction = store.begin().await.unwrap();
-        let mut document = transaction.read().unwrap().expect("auth.json exists");
+        let mut document = transaction.read().await.unwrap().expect("auth.json exists");
         let counter = document.extra["x_counter"].as_u64().unwrap();
         // Widen the window in which an unlocked read-modify-write would lose an update.
         tokio::task::yield_now().await;
         document
             .extra
             .insert("x_counter".into(), json!(counter + 1));
-        transaction.write(&document).unwrap();
+        transaction.write(&document).await.unwrap();
     }
 }
 
@@ -167,7 +167,7 @@ fn the_lock_files_are_private_and_survive_transactions() {
     runtime.block_on(async {
         let mut transaction = store.begin().await.unwrap();
         let document = common::document(common::ALICE, 1, std::time::SystemTime::now(), 3600);
-        transaction.write(&document).unwrap();
+        transaction.write(&document).await.unwrap();
     });
     for name in ["auth.lock", "auth.json.lock", "auth.json"] {
         let mode = std::fs::metadata(home.path().join(name))

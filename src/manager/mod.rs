@@ -1,35 +1,35 @@
 //! [`AuthManager`]: cached credentials that stay fresh, refreshed through the cross-process
 //! transaction.
 //!
-//! The hot path, [`AuthManager::auth`] on a fresh cached token, is a flag check, an uncontended
-//! mutex and an `Arc` clone: no read, no parse, no stat. A directory watch marks the cache dirty
-//! when another process changes `auth.json`; the next call re-reads it.
+//! The hot path, [`AuthManager::auth`] on a fresh cached token, is an uncontended mutex, a look
+//! at the store's change feed and an `Arc` clone: with a directory watch that look is an atomic
+//! load (no read, no parse, no system call). When another process changes the credentials, the
+//! feed says so and the next call re-reads them.
+//!
+//! The manager works on any [`Store`] through its interface alone: it never
+//! asks which backend it runs on.
 
-mod backend;
 mod stats;
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast;
 
-use crate::store::file::watch::{ChangeSignal, DirectoryWatch, FileStamp};
-use backend::{Backend, Tx};
 use stats::Counters;
 pub use stats::Stats;
 
 use crate::authority::{AuthorityConfig, RefreshFailure, TokenClient, TokenResponse};
 use crate::clock::Clock;
 use crate::document::{AuthDocument, Freshness, IdClaims, Identity};
-use crate::error::{Error, ReloginReason, Result};
+use crate::error::{Error, Location, ReloginReason, Result};
 use crate::policy::{Decision, RefreshReason, decide, documents_verdict};
 use crate::secret::Secret;
-use crate::store::{FileStore, StoreOptions};
+use crate::store::{ChangeFeed, ChangeOptions, FileStore, Mark, Store, StoreOptions, Transaction};
 
 /// Credentials as read at one moment: the document and what its tokens say. Immutable; the
 /// manager hands out `Arc`s of it.
@@ -181,8 +181,8 @@ pub enum AuthEvent {
     IdentityChanged,
 }
 
-/// Cached, self-refreshing credentials for one Codex home. Cheap to clone: clones share the
-/// cache, the single-flight and the watch.
+/// Cached, self-refreshing credentials over one [`Store`]. Cheap to clone: clones share the
+/// cache, the single-flight and the change feed.
 #[derive(Debug, Clone)]
 pub struct AuthManager {
     inner: Arc<Inner>,
@@ -190,20 +190,16 @@ pub struct AuthManager {
 
 #[derive(Debug)]
 struct Inner {
-    backend: Backend,
+    store: Arc<dyn Store>,
+    /// How changes made elsewhere are noticed: a watch, a metadata check, or a poll of a shared
+    /// store; the manager does not know which.
+    feed: Box<dyn ChangeFeed>,
     client: TokenClient,
     freshness: Freshness,
     clock: Clock,
     reuse_settle: Duration,
     /// std Mutex: nothing awaits while it is held, and uncontended it costs no system call.
     cache: Mutex<Cache>,
-    signal: Arc<ChangeSignal>,
-    /// `None` when watching is unavailable; then `stamp` is compared on every call (file store)
-    /// or the store is asked again after `revalidate` (shared store).
-    watch: Option<DirectoryWatch>,
-    stamp: Mutex<Option<FileStamp>>,
-    validated_at: Mutex<Option<Instant>>,
-    revalidate: Duration,
     /// One refresh transaction at a time in this process; waiters then reuse its result.
     flight: tokio::sync::Mutex<()>,
     /// Refresh tokens the authority rejected for good, by fingerprint: never sent again.
@@ -215,60 +211,64 @@ struct Inner {
 #[derive(Debug, Default)]
 struct Cache {
     snapshot: Option<Arc<AuthSnapshot>>,
-    /// The disk now holds another identity; `auth()` fails until [`AuthManager::reset`].
+    /// When `snapshot` was known to be what the store holds.
+    mark: Option<Mark>,
+    /// The store now holds another identity; `auth()` fails until [`AuthManager::reset`].
     identity_changed: bool,
 }
 
 impl AuthManager {
-    /// A manager for the Codex home `home`.
+    /// A manager for the Codex home `home`: its `auth.json`, under Codex's locks.
     ///
     /// # Errors
     /// None today (the HTTP client is built on the first refresh); kept fallible so that setting
     /// up a store can report problems without an API change.
     pub fn new(home: impl Into<PathBuf>, options: ManagerOptions) -> Result<Self> {
         let store = FileStore::new(home, options.store.clone());
-        Self::with_backend(Backend::File(store), options)
+        Self::with_store(store, options)
     }
 
     /// A manager whose credentials live in a shared PostgreSQL store (one login for many
     /// machines), mirrored into `auth.json` in the local Codex home `home` after every change.
     ///
     /// # Errors
-    /// None today; see [`AuthManager::new`].
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming both values when the
+    /// store's idle timeout is not longer than the token request timeout (the server could end
+    /// a transaction while its token request is in flight, and the rotated token would be
+    /// lost).
     #[cfg(feature = "postgres")]
     pub fn with_postgres(
         home: impl Into<PathBuf>,
         store: crate::store::postgres::PgStore,
         options: ManagerOptions,
     ) -> Result<Self> {
+        store
+            .options()
+            .check_idle_timeout(options.authority.timeout())?;
         let mirror = FileStore::new(home, options.store.clone());
-        Self::with_backend(Backend::Postgres { store, mirror }, options)
+        Self::with_store(crate::store::Mirrored::new(store, mirror), options)
     }
 
-    fn with_backend(backend: Backend, options: ManagerOptions) -> Result<Self> {
+    /// A manager over any [`Store`].
+    ///
+    /// # Errors
+    /// None today; see [`AuthManager::new`].
+    pub fn with_store(store: impl Store + 'static, options: ManagerOptions) -> Result<Self> {
         let client = TokenClient::new(options.authority.clone());
-        let signal = Arc::new(ChangeSignal::default());
-        // Start dirty: the first call reads the store.
-        signal.dirty.store(true, Ordering::Release);
-        let watch = if options.watch && !backend.is_remote() {
-            DirectoryWatch::start(backend.local().auth_path(), signal.clone())
-        } else {
-            None
-        };
+        let feed = store.changes(ChangeOptions {
+            watch: options.watch,
+            poll: options.revalidate,
+        });
         let (events, _) = broadcast::channel(64);
         Ok(Self {
             inner: Arc::new(Inner {
-                backend,
+                store: Arc::new(store),
+                feed,
                 client,
                 freshness: options.freshness,
                 clock: options.clock,
                 reuse_settle: options.reuse_settle,
                 cache: Mutex::default(),
-                signal,
-                watch,
-                stamp: Mutex::default(),
-                validated_at: Mutex::default(),
-                revalidate: options.revalidate,
                 flight: tokio::sync::Mutex::new(()),
                 dead: Mutex::default(),
                 counters: Counters::default(),
@@ -277,29 +277,30 @@ impl AuthManager {
         })
     }
 
-    /// The local file store (for a shared store: the local mirror).
-    pub fn store(&self) -> &FileStore {
-        self.inner.backend.local()
+    /// The store the credentials live in.
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
     }
 
-    /// The local `auth.json` path.
-    pub fn auth_path(&self) -> &Path {
-        self.inner.backend.local().auth_path()
+    /// The local `auth.json` (for a shared store: its local mirror), when there is one.
+    pub fn local_file(&self) -> Option<&FileStore> {
+        self.inner.store.local_file()
     }
 
     /// Where the credentials live: the local `auth.json`, or the shared store's location.
-    pub fn location(&self) -> PathBuf {
-        self.inner.backend.location()
+    pub fn location(&self) -> Location {
+        self.inner.store.location()
     }
 
-    /// Whether changes are noticed by a directory watch (else by one `stat` per call).
+    /// Whether changes are pushed by a directory watch (else looked for: one `stat` per call
+    /// on the file store, a poll of a shared store).
     pub fn is_watching(&self) -> bool {
-        self.inner.watch.is_some()
+        self.inner.feed.is_watching()
     }
 
     /// Counters of what this manager did.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        self.inner.counters.snapshot(self.inner.feed.checks())
     }
 
     /// Events for every change this manager makes or notices.
@@ -307,12 +308,16 @@ impl AuthManager {
         self.inner.events.subscribe()
     }
 
-    /// Fresh credentials: the cached ones when fresh and unchanged on disk, else re-read, and
-    /// refreshed through the transaction when stale.
+    /// Fresh credentials: the cached ones when fresh and unchanged in the store, else re-read,
+    /// and refreshed through the transaction when stale.
     ///
     /// # Errors
-    /// [`Error::NotLoggedIn`], [`Error::ReloginRequired`] (including an identity change on disk),
-    /// [`Error::InvalidFile`], [`Error::LockTimeout`], [`Error::Transient`] and I/O errors.
+    /// Of kinds [`NotLoggedIn`](crate::ErrorKind::NotLoggedIn),
+    /// [`ReloginRequired`](crate::ErrorKind::ReloginRequired) (including an identity change),
+    /// [`InvalidFile`](crate::ErrorKind::InvalidFile),
+    /// [`LockTimeout`](crate::ErrorKind::LockTimeout),
+    /// [`Transient`](crate::ErrorKind::Transient),
+    /// [`StoreUnavailable`](crate::ErrorKind::StoreUnavailable) and I/O errors.
     pub async fn auth(&self) -> Result<Arc<AuthSnapshot>> {
         let now = self.inner.clock.now();
         if let Some(snapshot) = self.cached_if_unchanged()
@@ -350,12 +355,12 @@ impl AuthManager {
         self.refresh_held(held, RefreshReason::Forced).await
     }
 
-    /// Installs `document` under the lock, replacing whatever is there (creating the home
-    /// directory, 0700, when missing). The manager then holds this identity.
+    /// Installs `document` under the lock, replacing whatever is there (the file store creates
+    /// a missing home directory, 0700). The manager then holds this identity.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] when the document has neither tokens nor an API key; lock and
-    /// I/O errors.
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the document has neither
+    /// tokens nor an API key; lock, store and I/O errors.
     pub async fn login(&self, document: AuthDocument) -> Result<Arc<AuthSnapshot>> {
         if document.tokens.is_none() && document.openai_api_key.is_none() {
             return Err(Error::invalid_input(
@@ -363,30 +368,28 @@ impl AuthManager {
             ));
         }
         let _flight = self.inner.flight.lock().await;
-        if !self.inner.backend.is_remote() {
-            self.inner.backend.local().ensure_home()?;
-        }
+        self.inner.store.prepare_login()?;
         let mut transaction = self.begin().await?;
         transaction.write(&document).await?;
+        let mark = self.inner.feed.mark();
         transaction.commit().await?;
-        self.inner.backend.mirror(Some(&document)).await;
-        let snapshot = self.install(AuthSnapshot::new(document));
+        let snapshot = self.install(AuthSnapshot::new(document), mark);
         self.emit(AuthEvent::LoggedIn);
         Ok(snapshot)
     }
 
-    /// Removes `auth.json` under the lock; with `revoke`, then revokes its refresh token, best
-    /// effort. Returns whether there was anything to remove. An invalid file is left untouched.
+    /// Removes the credentials under the lock; with `revoke`, then revokes their refresh token,
+    /// best effort. Returns whether there was anything to remove. An invalid document is left
+    /// untouched.
     ///
     /// # Errors
-    /// [`Error::InvalidFile`], lock and I/O errors.
+    /// [`ErrorKind::InvalidFile`](crate::ErrorKind::InvalidFile), lock, store and I/O errors.
     pub async fn logout(&self, revoke: bool) -> Result<bool> {
         let _flight = self.inner.flight.lock().await;
         let mut transaction = self.begin().await?;
         let existing = transaction.read().await?;
         let removed = transaction.remove().await?;
         transaction.commit().await?;
-        self.inner.backend.mirror(None).await;
         self.clear_cache();
         self.emit(AuthEvent::LoggedOut);
         if revoke
@@ -398,39 +401,25 @@ impl AuthManager {
         Ok(removed)
     }
 
-    /// Forgets the held credentials and identity: the next call adopts whatever is on disk, even
-    /// another user's. Call it after the user chose to switch accounts.
+    /// Forgets the held credentials and identity: the next call adopts whatever the store
+    /// holds, even another user's. Call it after the user chose to switch accounts.
     pub fn reset(&self) {
         self.clear_cache();
-        self.inner.signal.dirty.store(true, Ordering::Release);
     }
 
-    /// The cached snapshot when nothing can have changed on disk since it was read.
+    /// The cached snapshot when nothing can have changed in the store since it was read.
     fn cached_if_unchanged(&self) -> Option<Arc<AuthSnapshot>> {
-        if self.inner.signal.dirty.load(Ordering::Acquire) || self.inner.signal.is_lost() {
-            return None;
-        }
-        if self.inner.backend.is_remote() {
-            let validated = *self
-                .inner
-                .validated_at
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if validated.is_none_or(|at| at.elapsed() >= self.inner.revalidate) {
+        let (snapshot, mark) = {
+            let cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.identity_changed {
                 return None;
             }
-        } else if self.inner.watch.is_none() {
-            let stamp = FileStamp::of(self.auth_path());
-            self.inner.counters.metadata_check();
-            let cached = self.inner.stamp.lock().unwrap_or_else(|e| e.into_inner());
-            if *cached != stamp {
-                return None;
-            }
-        }
-        self.cached_snapshot()
+            (cache.snapshot.clone()?, cache.mark.clone()?)
+        };
+        (!self.inner.feed.changed_since(&mark)).then_some(snapshot)
     }
 
-    /// The cached snapshot regardless of the dirty flag, unless another identity took over.
+    /// The cached snapshot, changed in the store or not, unless another identity took over.
     fn cached_snapshot(&self) -> Option<Arc<AuthSnapshot>> {
         let cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.identity_changed {
@@ -439,61 +428,30 @@ impl AuthManager {
         cache.snapshot.clone()
     }
 
-    /// Re-reads the disk (no lock) and updates the cache, refusing another identity.
+    /// Re-reads the store (no lock) and updates the cache, refusing another identity.
     async fn reload(&self) -> Result<Arc<AuthSnapshot>> {
-        self.inner.signal.dirty.store(false, Ordering::Release);
-        let stamp = if self.inner.watch.is_none() && !self.inner.backend.is_remote() {
-            FileStamp::of(self.auth_path())
-        } else {
-            None
-        };
+        let mark = self.inner.feed.mark();
         self.inner.counters.disk_read();
-        let read_at = Instant::now();
-        let disk = match self.inner.backend.read().await {
-            Ok(disk) => disk,
-            Err(error) => {
-                // Read again next time rather than trusting a cache we could not check.
-                self.inner.signal.dirty.store(true, Ordering::Release);
-                return Err(error);
-            }
-        };
-        *self
-            .inner
-            .validated_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(read_at);
+        // On an error the cache keeps its old mark, so the next call reads again rather than
+        // trusting a cache that could not be checked.
+        let disk = self.inner.store.read().await?;
         let Some(disk) = disk.filter(|d| d.tokens.is_some() || d.openai_api_key.is_some()) else {
-            if self.inner.backend.is_remote() {
-                self.inner.backend.mirror(None).await;
-            }
             let was_logged_in = self.clear_cache();
             if was_logged_in {
                 self.emit(AuthEvent::LoggedOut);
             }
             return Err(self.not_logged_in());
         };
-        let previous = self.cached_snapshot();
-        let snapshot = self.adopt_read(disk, stamp)?;
-        // Mirror only what changed: a shared store is re-read every `revalidate`, and the local
-        // file already equals an unchanged row.
-        let changed = previous.is_none_or(|previous| !Arc::ptr_eq(&previous, &snapshot));
-        if changed && self.inner.backend.is_remote() {
-            self.inner.backend.mirror(Some(&snapshot.document)).await;
-        }
-        Ok(snapshot)
+        self.adopt_read(disk, mark)
     }
 
     /// Puts what a plain read found into the cache, unless it is another identity's.
-    fn adopt_read(
-        &self,
-        disk: AuthDocument,
-        stamp: Option<FileStamp>,
-    ) -> Result<Arc<AuthSnapshot>> {
+    fn adopt_read(&self, disk: AuthDocument, mark: Mark) -> Result<Arc<AuthSnapshot>> {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(held) = cache.snapshot.clone() {
             if held.document == disk {
                 cache.identity_changed = false;
-                *self.inner.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
+                cache.mark = Some(mark);
                 return Ok(held);
             }
             if !documents_verdict(&held.document, &disk).is_compatible() {
@@ -508,8 +466,8 @@ impl AuthManager {
         }
         let snapshot = Arc::new(AuthSnapshot::new(disk));
         cache.snapshot = Some(snapshot.clone());
+        cache.mark = Some(mark);
         cache.identity_changed = false;
-        *self.inner.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
         Ok(snapshot)
     }
 
@@ -522,14 +480,14 @@ impl AuthManager {
         if held.document.tokens.is_none() {
             return Err(Error::invalid_input(format!(
                 "{} holds an API key, not tokens: there is nothing to refresh",
-                self.auth_path().display()
+                self.location()
             )));
         }
         let _flight = self.inner.flight.lock().await;
         let now = self.inner.clock.now();
 
         // Another task of this process may have finished the work while this one waited. Its
-        // result is in the cache (possibly marked dirty by the watch seeing its own write).
+        // result is in the cache (possibly marked changed by the feed seeing its own write).
         if let Some(current) = self.cached_snapshot()
             && !Arc::ptr_eq(&current, &held)
             && decide(
@@ -544,6 +502,9 @@ impl AuthManager {
         }
 
         let mut transaction = self.begin().await?;
+        // Taken inside the lock: nothing changes the store until this transaction ends, but
+        // this process's own writes.
+        let mark = self.inner.feed.mark();
         let disk = transaction.read().await?;
         let decision = decide(
             &held.document,
@@ -554,8 +515,8 @@ impl AuthManager {
         );
         tracing::debug!(?reason, ?decision, "refresh transaction decided");
         let base = match (decision, disk) {
-            // `decide` answers LoggedOut whenever the disk holds no tokens, so the other
-            // decisions always come with a disk state.
+            // `decide` answers LoggedOut whenever the store holds no tokens, so the other
+            // decisions always come with a stored state.
             (Decision::LoggedOut, _) | (_, None) => {
                 drop(transaction);
                 self.clear_cache();
@@ -575,10 +536,9 @@ impl AuthManager {
                 return Err(self.relogin(ReloginReason::IdentityChanged));
             }
             (Decision::Adopt, Some(adopted)) => {
-                drop(transaction);
                 self.inner.counters.adopted();
-                self.inner.backend.mirror(Some(&adopted)).await;
-                let snapshot = self.install(AuthSnapshot::new(adopted));
+                let snapshot = self.install(AuthSnapshot::new(adopted), mark);
+                finish_read_only(transaction).await;
                 self.emit(AuthEvent::Adopted);
                 return Ok(snapshot);
             }
@@ -594,12 +554,13 @@ impl AuthManager {
         }
         match self.refresh_with_retry(&refresh_token).await {
             Ok(response) => {
-                // From here until the rename, the rotated token exists only in this process: a
-                // crash now loses it (the one window no client can close). Keep it short: merge
-                // and write, nothing else.
+                // From here until the store holds it, the rotated token exists only in this
+                // process: a crash now loses it (the one window no client can close). Keep it
+                // short: merge, write and commit, nothing else.
                 let received = Instant::now();
                 let refreshed = response.merge_into(&base, now);
                 transaction.write(&refreshed).await?;
+                let mark = self.inner.feed.mark();
                 if let Err(error) = transaction.commit().await {
                     tracing::error!(
                         "the authority rotated the refresh token but storing the new one failed: \
@@ -609,13 +570,12 @@ impl AuthManager {
                     return Err(error);
                 }
                 let window = received.elapsed();
-                self.inner.backend.mirror(Some(&refreshed)).await;
                 self.inner.counters.refreshed();
                 tracing::info!(
                     commit_window_us = window.as_micros() as u64,
                     "refreshed the tokens"
                 );
-                let snapshot = self.install(AuthSnapshot::new(refreshed));
+                let snapshot = self.install(AuthSnapshot::new(refreshed), mark);
                 self.emit(AuthEvent::Refreshed);
                 Ok(snapshot)
             }
@@ -687,30 +647,21 @@ impl AuthManager {
     /// is about to commit.
     async fn recover_from_reuse(
         &self,
-        mut transaction: Tx<'_>,
+        mut transaction: Box<dyn Transaction>,
         held: &AuthSnapshot,
         spent: &Secret,
     ) -> Result<Arc<AuthSnapshot>> {
         if let Some(snapshot) = self.adopt_successor(&mut transaction, held, spent).await? {
+            finish_read_only(transaction).await;
             return Ok(snapshot);
         }
         drop(transaction);
         let deadline = Instant::now() + self.inner.reuse_settle;
-        let mut seen = self.inner.signal.generation.load(Ordering::Acquire);
         while Instant::now() < deadline {
-            let notified = self.inner.signal.notify.notified();
-            let now_seen = self.inner.signal.generation.load(Ordering::Acquire);
-            if now_seen == seen {
-                // Poll as well: the watch may be unavailable.
-                let wait = deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(100));
-                let _ = tokio::time::timeout(wait, notified).await;
-            }
-            seen = self.inner.signal.generation.load(Ordering::Acquire);
+            let mark = self.inner.feed.mark();
             let moved = self
                 .inner
-                .backend
+                .store
                 .read()
                 .await
                 .ok()
@@ -720,9 +671,15 @@ impl AuthManager {
             if moved {
                 break;
             }
+            // Woken by the feed, and polled as well: the watch may be unavailable.
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(wait, self.inner.feed.wait(&mark)).await;
         }
         let mut transaction = self.begin().await?;
         if let Some(snapshot) = self.adopt_successor(&mut transaction, held, spent).await? {
+            finish_read_only(transaction).await;
             return Ok(snapshot);
         }
         drop(transaction);
@@ -734,10 +691,11 @@ impl AuthManager {
 
     async fn adopt_successor(
         &self,
-        transaction: &mut Tx<'_>,
+        transaction: &mut Box<dyn Transaction>,
         held: &AuthSnapshot,
         spent: &Secret,
     ) -> Result<Option<Arc<AuthSnapshot>>> {
+        let mark = self.inner.feed.mark();
         let Some(disk) = transaction.read().await? else {
             return Ok(None);
         };
@@ -745,35 +703,27 @@ impl AuthManager {
         if moved_on && documents_verdict(&held.document, &disk).is_compatible() {
             self.inner.counters.reuse_recovered();
             tracing::info!("refresh token was spent by another process; adopted its successor");
-            self.inner.backend.mirror(Some(&disk)).await;
-            let snapshot = self.install(AuthSnapshot::new(disk));
+            let snapshot = self.install(AuthSnapshot::new(disk), mark);
             self.emit(AuthEvent::Adopted);
             return Ok(Some(snapshot));
         }
         Ok(None)
     }
 
-    async fn begin(&self) -> Result<Tx<'_>> {
-        let transaction = self.inner.backend.begin().await?;
+    async fn begin(&self) -> Result<Box<dyn Transaction>> {
+        let transaction = self.inner.store.begin().await?;
         self.inner.counters.transaction(transaction.lock_wait());
         Ok(transaction)
     }
 
-    fn install(&self, snapshot: AuthSnapshot) -> Arc<AuthSnapshot> {
+    fn install(&self, snapshot: AuthSnapshot, mark: Mark) -> Arc<AuthSnapshot> {
         let snapshot = Arc::new(snapshot);
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.snapshot = Some(snapshot.clone());
+        // With a watch, this process's own write reaches it too and causes one re-read: cheap,
+        // and simpler than telling our events from others'.
+        cache.mark = Some(mark);
         cache.identity_changed = false;
-        // Our own write also reaches the watch; re-reading once is cheap and keeps this simple.
-        if self.inner.watch.is_none() && !self.inner.backend.is_remote() {
-            *self.inner.stamp.lock().unwrap_or_else(|e| e.into_inner()) =
-                FileStamp::of(self.auth_path());
-        }
-        *self
-            .inner
-            .validated_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         snapshot
     }
 
@@ -781,6 +731,7 @@ impl AuthManager {
     fn clear_cache(&self) -> bool {
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.identity_changed = false;
+        cache.mark = None;
         cache.snapshot.take().is_some()
     }
 
@@ -805,6 +756,14 @@ impl AuthManager {
     fn remember_dead(&self, token: &Secret, reason: ReloginReason) {
         let mut dead = self.inner.dead.lock().unwrap_or_else(|e| e.into_inner());
         dead.insert(fingerprint(token), reason);
+    }
+}
+
+/// Ends a transaction that wrote nothing. It is committed rather than dropped so that a
+/// mirroring store copies what it read; a failure changes nothing that was stored.
+async fn finish_read_only(transaction: Box<dyn Transaction>) {
+    if let Err(error) = transaction.commit().await {
+        tracing::debug!(error = %error.report(), "ending a read-only transaction failed");
     }
 }
 

@@ -22,7 +22,8 @@ pub struct Stats {
     pub lock_wait_micros: u64,
     /// Times `auth.json` was read and parsed.
     pub disk_reads: u64,
-    /// Times its metadata was checked (only when no directory watch is available).
+    /// Times the store was asked whether it changed (a `stat` of `auth.json` when no directory
+    /// watch is available; 0 with a watch).
     pub metadata_checks: u64,
 }
 
@@ -36,7 +37,6 @@ pub(super) struct Counters {
     transactions: AtomicU64,
     lock_wait_micros: AtomicU64,
     disk_reads: AtomicU64,
-    metadata_checks: AtomicU64,
 }
 
 impl Counters {
@@ -63,11 +63,8 @@ impl Counters {
     pub(super) fn disk_read(&self) {
         self.disk_reads.fetch_add(1, Relaxed);
     }
-    pub(super) fn metadata_check(&self) {
-        self.metadata_checks.fetch_add(1, Relaxed);
-    }
-
-    pub(super) fn snapshot(&self) -> Stats {
+    /// The counters, with `metadata_checks` as the change feed counted them.
+    pub(super) fn snapshot(&self, metadata_checks: u64) -> Stats {
         Stats {
             refreshed: self.refreshed.load(Relaxed),
             adopted: self.adopted.load(Relaxed),
@@ -77,7 +74,7 @@ impl Counters {
             transactions: self.transactions.load(Relaxed),
             lock_wait_micros: self.lock_wait_micros.load(Relaxed),
             disk_reads: self.disk_reads.load(Relaxed),
-            metadata_checks: self.metadata_checks.load(Relaxed),
+            metadata_checks,
         }
     }
 }

@@ -1,23 +1,238 @@
-//! Where credentials are kept, and the one transaction every change to them goes through.
+//! Where credentials are kept: one interface, [`Store`], and its backends as sibling modules.
+//!
+//! # The interface
+//!
+//! A store holds one credentials document (a Codex `auth.json`) and changes it only inside a
+//! [`Transaction`]: [`Store::begin`] takes the store's lock (bounded by its deadline), the caller
+//! [reads](Transaction::read) what is locked, decides, [writes](Transaction::write) or
+//! [removes](Transaction::remove) it, and [commits](Transaction::commit). Dropping a
+//! transaction without committing releases the lock (and rolls back where the store has
+//! rollback). A long-lived reader learns that the stored credentials changed, made by any
+//! process or machine, from the store's [`ChangeFeed`]. The store knows nothing about OAuth:
+//! what to write is the caller's decision ([`crate::policy`]).
+//!
+//! # The backends
+//!
+//! - [`file`](mod@file): `auth.json` in a Codex home under the two advisory locks Codex itself
+//!   takes; changes are seen through a directory watch, else one metadata check per look.
+//! - `postgres` (feature `postgres`): one row of a PostgreSQL table, locked per transaction;
+//!   changes are seen from the row's generation, asked for at most once per poll interval.
+//! - [`mirror`]: a shared store (PostgreSQL) kept copied into the local `auth.json` after every
+//!   change, for local programs (Codex among them) that read only the file.
+//!
+//! A new backend (the OS keyring, say) is one new sibling module implementing [`Store`],
+//! [`Transaction`] and a [`ChangeFeed`]; [`crate::AuthManager`] never asks which one it runs on.
+//!
+//! # Why trait objects
+//!
+//! The manager holds an `Arc<dyn Store>` rather than being generic over its store, so that
+//! `AuthManager` stays one concrete type (for the command-line tool, for bindings to other
+//! languages, for users who pick the store at run time), and the futures are boxed
+//! ([`BoxFuture`]). A store is only asked on the slow path (a re-read, a transaction): a fresh
+//! cached token never reaches it, and an allocation per transaction is noise next to a lock and
+//! an fsync.
 
 pub mod file;
+pub mod mirror;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod sys;
 
+use std::fmt;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::document::AuthDocument;
+use crate::error::{Error, Location, Result};
 
 pub use file::{
-    AUTH_FILE, FileStore, StoreOptions, TRANSACTION_LOCK_FILE, Transaction, WRITE_LOCK_FILE,
+    AUTH_FILE, FileStore, FileTransaction, StoreOptions, TRANSACTION_LOCK_FILE, WRITE_LOCK_FILE,
 };
+pub use mirror::Mirrored;
+
+/// A boxed future that can be sent between threads: what the store traits return, so that
+/// stores can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where one credentials document is kept. See the [module documentation](self).
+pub trait Store: fmt::Debug + Send + Sync {
+    /// Where the credentials are, for messages: a file, or a store shown without its password.
+    fn location(&self) -> Location;
+
+    /// Reads the document without locking; `None` when logged out. A reader sees a whole
+    /// document, never a torn one.
+    ///
+    /// # Errors
+    /// The document is invalid ([`crate::ErrorKind::InvalidFile`]) or unreadable, or the store
+    /// is unavailable.
+    fn read(&self) -> BoxFuture<'_, Result<Option<AuthDocument>>>;
+
+    /// Starts a transaction: takes the store's lock, waiting at most its deadline.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::LockTimeout`] naming the holder when known; the store is
+    /// unavailable, or its lock cannot be taken.
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Transaction>>>;
+
+    /// How a long-lived reader learns of changes: a directory watch, metadata checks, a poll.
+    fn changes(&self, options: ChangeOptions) -> Box<dyn ChangeFeed>;
+
+    /// Makes a first login possible (the file store creates a missing home directory, 0700).
+    ///
+    /// # Errors
+    /// When that fails.
+    fn prepare_login(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The local `auth.json` this store is, or mirrors into; `None` when there is none.
+    fn local_file(&self) -> Option<&FileStore>;
+}
+
+/// One transaction on a [`Store`], holding its lock. Dropping it without
+/// [`commit`](Transaction::commit) releases the lock and rolls back what can be rolled back
+/// (the file store's writes are durable as they happen).
+pub trait Transaction: fmt::Debug + Send {
+    /// The document as locked (or as this transaction wrote it); `None` when logged out.
+    ///
+    /// # Errors
+    /// As [`Store::read`].
+    fn read(&mut self) -> BoxFuture<'_, Result<Option<AuthDocument>>>;
+
+    /// Replaces the document.
+    ///
+    /// # Errors
+    /// The write failed; the stored document is then as it was.
+    fn write<'a>(&'a mut self, document: &'a AuthDocument) -> BoxFuture<'a, Result<()>>;
+
+    /// Removes the document (a logout); returns whether there was one.
+    ///
+    /// # Errors
+    /// The removal failed; the stored document is then as it was.
+    fn remove(&mut self) -> BoxFuture<'_, Result<bool>>;
+
+    /// Makes what was written durable and releases the lock.
+    ///
+    /// # Errors
+    /// The commit failed. After a refresh that is the window in which the rotated token can be
+    /// lost, and the error says whether anything was stored.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
+
+    /// How long taking the lock took.
+    fn lock_wait(&self) -> Duration;
+}
+
+/// How a [`ChangeFeed`] is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeOptions {
+    /// Whether to watch (where the store can be watched) rather than check on every look.
+    pub watch: bool,
+    /// For stores that cannot be watched: how long a look stays valid before the store is asked
+    /// again.
+    pub poll: Duration,
+}
+
+impl Default for ChangeOptions {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How a long-lived reader learns that the stored credentials may have changed, made by any
+/// process or machine.
+///
+/// Take a [`Mark`] just before reading; later, [`changed_since`](ChangeFeed::changed_since)
+/// says whether what was read may be outdated. It is called on every `auth()` and must not ask
+/// the store when it can avoid it: with a directory watch it reads an atomic counter (no system
+/// call), without one it checks the file's metadata (one `stat`), for a shared store it looks at
+/// the clock (the store is asked again once per poll interval).
+pub trait ChangeFeed: fmt::Debug + Send + Sync {
+    /// A mark of the moment, taken just before a read (or just after a write, inside the lock).
+    fn mark(&self) -> Mark;
+
+    /// Whether the stored credentials may have changed since `mark` was taken. May say yes
+    /// when nothing changed (then the caller re-reads); never says no after a change.
+    fn changed_since(&self, mark: &Mark) -> bool;
+
+    /// Resolves when [`changed_since`](ChangeFeed::changed_since) may have become true: woken
+    /// by the watch, or after the poll interval. Callers bound it with a timeout of their own.
+    fn wait<'a>(&'a self, mark: &'a Mark) -> BoxFuture<'a, ()>;
+
+    /// Whether changes are pushed to this feed (a watch) rather than looked for.
+    fn is_watching(&self) -> bool;
+
+    /// How many times the store had to be asked ([`changed_since`](ChangeFeed::changed_since)
+    /// made a system call): 0 with a watch.
+    fn checks(&self) -> u64 {
+        0
+    }
+}
+
+/// A moment in a [`ChangeFeed`], as its backend counts it. Opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark(pub(crate) MarkKind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MarkKind {
+    /// The number of changes a watch had seen.
+    Count(u64),
+    /// The file's metadata.
+    Stamp(Option<file::watch::FileStamp>),
+    /// When the store was last asked.
+    At(Instant),
+    /// Nothing seen yet: always changed.
+    Outdated,
+}
+
+impl Mark {
+    /// A mark that every feed takes as "changed": for a reader that must look again.
+    pub(crate) fn outdated() -> Self {
+        Mark(MarkKind::Outdated)
+    }
+}
+
+/// A feed for a store that cannot be watched: what was read stays valid for `poll`, then the
+/// store is asked again (a shared store answers cheaply from its row's generation).
+#[derive(Debug)]
+pub(crate) struct PollFeed {
+    pub(crate) poll: Duration,
+}
+
+impl ChangeFeed for PollFeed {
+    fn mark(&self) -> Mark {
+        Mark(MarkKind::At(Instant::now()))
+    }
+
+    fn changed_since(&self, mark: &Mark) -> bool {
+        match mark.0 {
+            MarkKind::At(at) => at.elapsed() >= self.poll,
+            _ => true,
+        }
+    }
+
+    fn wait<'a>(&'a self, mark: &'a Mark) -> BoxFuture<'a, ()> {
+        let until = match mark.0 {
+            MarkKind::At(at) => at + self.poll,
+            _ => Instant::now(),
+        };
+        Box::pin(tokio::time::sleep_until(until.into()))
+    }
+
+    fn is_watching(&self) -> bool {
+        false
+    }
+}
 
 /// The Codex home: `explicit` when given, else `CODEX_HOME` when set and non-empty (it must name
 /// an existing directory), else `~/.codex`.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] when `CODEX_HOME` names something that is not a directory, or when
+/// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when `CODEX_HOME` names something that is not a directory, or when
 /// there is no home directory to default to.
 pub fn resolve_codex_home(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = explicit {

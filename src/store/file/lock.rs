@@ -77,8 +77,8 @@ impl Drop for TransactionLock {
 /// Acquires `auth.lock` at `path`, waiting at most `deadline`.
 ///
 /// # Errors
-/// [`Error::LockTimeout`] naming the holder when the deadline passes; [`Error::LockUnsupported`]
-/// when the filesystem cannot lock; [`Error::Io`] when the lock file cannot be opened (missing or
+/// [`ErrorKind::LockTimeout`](crate::ErrorKind::LockTimeout) naming the holder when the deadline passes; [`ErrorKind::LockUnsupported`](crate::ErrorKind::LockUnsupported)
+/// when the filesystem cannot lock; [`ErrorKind::Io`](crate::ErrorKind::Io) when the lock file cannot be opened (missing or
 /// read-only directory).
 pub(crate) async fn acquire_transaction_lock(
     path: &Path,

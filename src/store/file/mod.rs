@@ -1,10 +1,10 @@
-//! The coordinated file store: `auth.json` in a Codex home, changed only inside a cross-process
-//! transaction.
+//! The file store: `auth.json` in a Codex home, changed only inside a cross-process transaction.
 //!
-//! A [`Transaction`] holds `auth.lock` from [`FileStore::begin`] until it is dropped. Inside it
-//! the caller reads the current document, decides, and writes or removes it; each write takes
-//! `auth.json.lock` around the durable atomic write (see [`lock`](self) for the protocol and
-//! the lock order). The store knows nothing about OAuth: what to write is the caller's decision.
+//! A [`FileTransaction`] holds `auth.lock` from [`FileStore::begin`] until it is dropped. Inside
+//! it the caller reads the current document, decides, and writes or removes it; each write takes
+//! `auth.json.lock` around the durable atomic write (see the `lock` module for the protocol and
+//! the lock order). Changes made by other processes are seen through a watch of the directory
+//! (the `watch` module), else by comparing the file's metadata once per look.
 
 mod atomic;
 mod lock;
@@ -13,11 +13,12 @@ pub(crate) mod watch;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::sys;
+use super::{BoxFuture, ChangeFeed, ChangeOptions, Store, Transaction, sys};
 use crate::document::{AuthDocument, DocumentError, MAX_DOCUMENT_BYTES};
-use crate::error::{Error, Result};
+use crate::error::{Error, Location, Result};
 
 use lock::read_holder_note;
 
@@ -70,9 +71,14 @@ impl StoreOptions {
     }
 }
 
-/// `auth.json` in one Codex home, with its locks.
+/// `auth.json` in one Codex home, with its locks. A cheap `Clone` handle.
 #[derive(Debug, Clone)]
 pub struct FileStore {
+    inner: Arc<Paths>,
+}
+
+#[derive(Debug)]
+struct Paths {
     home: PathBuf,
     auth_path: PathBuf,
     options: StoreOptions,
@@ -83,53 +89,61 @@ impl FileStore {
     pub fn new(home: impl Into<PathBuf>, options: StoreOptions) -> Self {
         let home = home.into();
         Self {
-            auth_path: home.join(AUTH_FILE),
-            home,
-            options,
+            inner: Arc::new(Paths {
+                auth_path: home.join(AUTH_FILE),
+                home,
+                options,
+            }),
         }
     }
 
     /// The Codex home directory.
     pub fn home(&self) -> &Path {
-        &self.home
+        &self.inner.home
     }
 
     /// The path of `auth.json`.
     pub fn auth_path(&self) -> &Path {
-        &self.auth_path
+        &self.inner.auth_path
     }
 
     /// The path of `auth.lock`.
     pub fn transaction_lock_path(&self) -> PathBuf {
-        self.home.join(TRANSACTION_LOCK_FILE)
+        self.inner.home.join(TRANSACTION_LOCK_FILE)
     }
 
     /// The options in force.
     pub fn options(&self) -> &StoreOptions {
-        &self.options
+        &self.inner.options
     }
 
     /// Reads `auth.json` without locking (the atomic rename guarantees a whole file). `None` when
-    /// there is no file. An unparseable file is re-read for a short while before it is reported.
+    /// there is no file. A file that is cut short is re-read for a while (see
+    /// [`StoreOptions::parse_retry`]) before it is reported; the waits between the re-reads are
+    /// the runtime's timers, so that no worker thread sleeps.
     ///
     /// # Errors
-    /// [`Error::InvalidFile`] when it stays invalid; [`Error::Unreadable`] when it cannot be
-    /// read (for example, when `auth.json` is a directory).
-    pub fn read(&self) -> Result<Option<AuthDocument>> {
+    /// [`ErrorKind::InvalidFile`](crate::ErrorKind::InvalidFile) when it stays invalid;
+    /// [`ErrorKind::Unreadable`](crate::ErrorKind::Unreadable) when it cannot be read (for
+    /// example, when `auth.json` is a directory).
+    pub async fn read(&self) -> Result<Option<AuthDocument>> {
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
+            // One open, read and parse of at most 1 MiB: microseconds, done in place.
             match self.read_once() {
-                Err(ReadError::Partial(error)) if started.elapsed() < self.options.parse_retry => {
-                    tracing::debug!(path = %self.auth_path.display(), %error, "auth.json is cut short; re-reading");
+                Err(ReadError::Partial(error))
+                    if started.elapsed() < self.inner.options.parse_retry =>
+                {
+                    tracing::debug!(path = %self.auth_path().display(), %error, "auth.json is cut short; re-reading");
                     // 1 to 10 ms, varied so that the re-reads do not fall into step with a
                     // rewriting loop.
                     attempt = attempt.wrapping_add(1);
                     let spread = (attempt.wrapping_mul(7) ^ std::process::id()) % 10;
-                    std::thread::sleep(Duration::from_millis(1 + u64::from(spread)));
+                    tokio::time::sleep(Duration::from_millis(1 + u64::from(spread))).await;
                 }
                 Err(ReadError::Partial(error) | ReadError::Invalid(error)) => {
-                    return Err(invalid(&self.auth_path, &error));
+                    return Err(invalid(self.auth_path(), &error));
                 }
                 Err(ReadError::Other(error)) => return Err(error),
                 Ok(document) => return Ok(document),
@@ -138,7 +152,7 @@ impl FileStore {
     }
 
     fn read_once(&self) -> Result<Option<AuthDocument>, ReadError> {
-        let path = &self.auth_path;
+        let path = self.auth_path();
         let unreadable = |source| ReadError::Other(Error::unreadable(path, source));
         let file = match File::open(path) {
             Ok(file) => file,
@@ -159,17 +173,18 @@ impl FileStore {
     /// Starts a transaction: waits (bounded by the lock deadline) for `auth.lock`.
     ///
     /// # Errors
-    /// [`Error::LockTimeout`] naming the holder; [`Error::LockUnsupported`] on a filesystem that
-    /// cannot lock (see [`StoreOptions::unlocked`]); [`Error::Io`] when the home directory is
-    /// missing or read-only.
-    pub async fn begin(&self) -> Result<Transaction<'_>> {
-        let lock = if self.options.unlocked {
+    /// [`ErrorKind::LockTimeout`](crate::ErrorKind::LockTimeout) naming the holder;
+    /// [`ErrorKind::LockUnsupported`](crate::ErrorKind::LockUnsupported) on a filesystem that
+    /// cannot lock (see [`StoreOptions::unlocked`]); [`ErrorKind::Io`](crate::ErrorKind::Io)
+    /// when the home directory is missing or read-only.
+    pub async fn begin(&self) -> Result<FileTransaction> {
+        let lock = if self.inner.options.unlocked {
             None
         } else {
             Some(
                 lock::acquire_transaction_lock(
                     &self.transaction_lock_path(),
-                    self.options.lock_deadline,
+                    self.inner.options.lock_deadline,
                 )
                 .await?,
             )
@@ -180,28 +195,31 @@ impl FileStore {
             // by every holder (a directory scan, microseconds), rather than only by the next
             // write, which may be long in coming; and not in the write, whose time after a
             // refresh is the window in which a crash loses the rotated token.
-            if let Ok(target) = atomic::resolve_target(&self.auth_path) {
+            if let Ok(target) = atomic::resolve_target(self.auth_path()) {
                 atomic::remove_stale_temp_files(&target);
             }
         }
-        Ok(Transaction { store: self, lock })
+        Ok(FileTransaction {
+            store: self.clone(),
+            lock,
+        })
     }
 
     /// Creates the home directory (0700) when it is missing.
     ///
     /// # Errors
-    /// [`Error::Io`] when it cannot be created.
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) when it cannot be created.
     pub fn ensure_home(&self) -> Result<()> {
-        if self.home.is_dir() {
+        if self.inner.home.is_dir() {
             return Ok(());
         }
-        sys::create_private_dir(&self.home)
-            .map_err(|e| Error::io("create the directory", &self.home, e))
+        sys::create_private_dir(&self.inner.home)
+            .map_err(|e| Error::io("create the directory", &self.inner.home, e))
     }
 
     /// Whether `auth.json` can be read by the group or others (a warning for `status`).
     pub fn is_readable_by_others(&self) -> bool {
-        fs::metadata(&self.auth_path).is_ok_and(|m| sys::is_readable_by_others(&m))
+        fs::metadata(self.auth_path()).is_ok_and(|m| sys::is_readable_by_others(&m))
     }
 
     /// What the current holder of `auth.lock` wrote about itself, if anything.
@@ -210,28 +228,58 @@ impl FileStore {
     }
 }
 
+impl Store for FileStore {
+    fn location(&self) -> Location {
+        Location::File(self.auth_path().to_owned())
+    }
+
+    fn read(&self) -> BoxFuture<'_, Result<Option<AuthDocument>>> {
+        Box::pin(FileStore::read(self))
+    }
+
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Transaction>>> {
+        Box::pin(async move {
+            let transaction = FileStore::begin(self).await?;
+            Ok(Box::new(transaction) as Box<dyn Transaction>)
+        })
+    }
+
+    fn changes(&self, options: ChangeOptions) -> Box<dyn ChangeFeed> {
+        Box::new(watch::FileChanges::start(self.auth_path(), options))
+    }
+
+    fn prepare_login(&self) -> Result<()> {
+        self.ensure_home()
+    }
+
+    fn local_file(&self) -> Option<&FileStore> {
+        Some(self)
+    }
+}
+
 /// One cross-process transaction over `auth.json`. Dropping it releases `auth.lock`.
 #[derive(Debug)]
-pub struct Transaction<'a> {
-    store: &'a FileStore,
+pub struct FileTransaction {
+    store: FileStore,
     lock: Option<lock::TransactionLock>,
 }
 
-impl Transaction<'_> {
+impl FileTransaction {
     /// Re-reads `auth.json` inside the lock (see [`FileStore::read`]).
     ///
     /// # Errors
     /// As [`FileStore::read`].
-    pub fn read(&self) -> Result<Option<AuthDocument>> {
-        self.store.read()
+    pub async fn read(&self) -> Result<Option<AuthDocument>> {
+        self.store.read().await
     }
 
     /// Writes `document` durably and atomically, under `auth.json.lock`.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the step that failed; `auth.json` is then as it was.
-    pub fn write(&mut self, document: &AuthDocument) -> Result<()> {
-        let target = atomic::resolve_target(&self.store.auth_path)?;
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) naming the step that failed; `auth.json` is then
+    /// as it was.
+    pub async fn write(&mut self, document: &AuthDocument) -> Result<()> {
+        let target = atomic::resolve_target(self.store.auth_path())?;
         let bytes = document.to_json();
         self.with_write_lock(|| atomic::write_atomically(&target, &bytes))?;
         tracing::debug!(path = %target.display(), "auth.json written atomically");
@@ -242,9 +290,9 @@ impl Transaction<'_> {
     /// a file to remove.
     ///
     /// # Errors
-    /// [`Error::Io`] when it cannot be removed.
-    pub fn remove(&mut self) -> Result<bool> {
-        let target = atomic::resolve_target(&self.store.auth_path)?;
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) when it cannot be removed.
+    pub async fn remove(&mut self) -> Result<bool> {
+        let target = atomic::resolve_target(self.store.auth_path())?;
         self.with_write_lock(|| atomic::remove_durably(&target))
     }
 
@@ -255,15 +303,39 @@ impl Transaction<'_> {
 
     /// The store this transaction runs on.
     pub fn store(&self) -> &FileStore {
-        self.store
+        &self.store
     }
 
     fn with_write_lock<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
         if self.lock.is_none() {
             return write();
         }
-        let path = self.store.home.join(WRITE_LOCK_FILE);
-        lock::with_write_lock(&path, self.store.options.lock_deadline, write)
+        let path = self.store.inner.home.join(WRITE_LOCK_FILE);
+        lock::with_write_lock(&path, self.store.inner.options.lock_deadline, write)
+    }
+}
+
+impl Transaction for FileTransaction {
+    fn read(&mut self) -> BoxFuture<'_, Result<Option<AuthDocument>>> {
+        Box::pin(FileTransaction::read(self))
+    }
+
+    fn write<'a>(&'a mut self, document: &'a AuthDocument) -> BoxFuture<'a, Result<()>> {
+        Box::pin(FileTransaction::write(self, document))
+    }
+
+    fn remove(&mut self) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(FileTransaction::remove(self))
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        // Every write was durable when it returned; dropping releases `auth.lock`.
+        drop(self);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn lock_wait(&self) -> Duration {
+        FileTransaction::lock_wait(self)
     }
 }
 

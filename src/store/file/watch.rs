@@ -1,35 +1,126 @@
-//! Noticing changes other processes make to `auth.json`, without a system call per `auth()`.
+//! Noticing changes other processes make to `auth.json`, without a system call per `auth()`:
+//! the file store's [`ChangeFeed`].
 //!
 //! An atomic rename replaces the file's inode, so the directory is watched, not the file. The
-//! watcher thread marks the cache dirty and wakes anyone waiting for a change; where no watch
-//! can be set up (the directory is missing, inotify is exhausted, an exotic filesystem), the
-//! manager falls back to comparing the file's metadata once per call.
+//! watcher thread counts the changes it sees and wakes anyone waiting for one; a [`Mark`] is
+//! that count, so "changed since" is one atomic load. Where no watch can be set up (the
+//! directory is missing, inotify is exhausted, an exotic filesystem), or none is wanted, the
+//! feed compares the file's metadata instead: one `stat` per look.
 
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// What the watcher thread and the manager share.
+use crate::store::{BoxFuture, ChangeFeed, ChangeOptions, Mark, MarkKind};
+
+/// How often a feed without a watch looks at the file's metadata while someone waits.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The file store's change feed: a directory watch when one can be set up, else the file's
+/// metadata.
+#[derive(Debug)]
+pub(crate) enum FileChanges {
+    Watched {
+        signal: Arc<ChangeSignal>,
+        _watch: DirectoryWatch,
+    },
+    Stat {
+        path: PathBuf,
+        checks: AtomicU64,
+    },
+}
+
+impl FileChanges {
+    pub(crate) fn start(auth_path: &Path, options: ChangeOptions) -> Self {
+        if options.watch {
+            let signal = Arc::new(ChangeSignal::default());
+            if let Some(watch) = DirectoryWatch::start(auth_path, signal.clone()) {
+                return FileChanges::Watched {
+                    signal,
+                    _watch: watch,
+                };
+            }
+        }
+        FileChanges::Stat {
+            path: auth_path.to_owned(),
+            checks: AtomicU64::new(0),
+        }
+    }
+}
+
+impl ChangeFeed for FileChanges {
+    fn mark(&self) -> Mark {
+        Mark(match self {
+            FileChanges::Watched { signal, .. } => {
+                MarkKind::Count(signal.generation.load(Ordering::Acquire))
+            }
+            FileChanges::Stat { path, .. } => MarkKind::Stamp(FileStamp::of(path)),
+        })
+    }
+
+    fn changed_since(&self, mark: &Mark) -> bool {
+        match (self, &mark.0) {
+            (FileChanges::Watched { signal, .. }, MarkKind::Count(count)) => {
+                signal.is_lost() || signal.generation.load(Ordering::Acquire) != *count
+            }
+            (FileChanges::Stat { path, checks }, MarkKind::Stamp(stamp)) => {
+                checks.fetch_add(1, Ordering::Relaxed);
+                FileStamp::of(path) != *stamp
+            }
+            _ => true,
+        }
+    }
+
+    fn wait<'a>(&'a self, mark: &'a Mark) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match self {
+                FileChanges::Watched { signal, .. } if !signal.is_lost() => {
+                    let notified = signal.notify.notified();
+                    if !self.changed_since(mark) {
+                        notified.await;
+                    }
+                }
+                _ => {
+                    while !self.changed_since(mark) {
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                    }
+                }
+            }
+        })
+    }
+
+    fn is_watching(&self) -> bool {
+        matches!(self, FileChanges::Watched { signal, .. } if !signal.is_lost())
+    }
+
+    fn checks(&self) -> u64 {
+        match self {
+            FileChanges::Watched { .. } => 0,
+            FileChanges::Stat { checks, .. } => checks.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the watcher thread and the feed share.
 #[derive(Debug, Default)]
 pub(crate) struct ChangeSignal {
-    /// Set when `auth.json` may have changed since the cache was filled.
-    pub(crate) dirty: AtomicBool,
-    /// Counts changes seen, so a waiter can tell whether one happened.
-    pub(crate) generation: AtomicU64,
+    /// Counts changes seen, so that a mark can tell whether one happened.
+    generation: AtomicU64,
     /// Wakes waiters on every change.
-    pub(crate) notify: Notify,
+    notify: Notify,
     /// Set when the watch can no longer report changes.
     lost: AtomicBool,
 }
 
 impl ChangeSignal {
-    /// Whether the watch stopped working (its directory went away): from then on every call
+    /// Whether the watch stopped working (its directory went away): from then on every look
     /// re-reads, as without a watch.
-    pub(crate) fn is_lost(&self) -> bool {
+    fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Acquire)
     }
 
@@ -40,7 +131,6 @@ impl ChangeSignal {
     }
 
     fn changed(&self) {
-        self.dirty.store(true, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.notify.notify_waiters();
     }

@@ -53,7 +53,7 @@ const STATEMENTS: usize = 7;
 impl Sql {
     fn text(self) -> &'static str {
         match self {
-            Sql::Read => "SELECT document FROM authstore_credentials WHERE key = $1",
+            Sql::Read => "SELECT document, generation FROM authstore_credentials WHERE key = $1",
             Sql::Generation => "SELECT generation FROM authstore_credentials WHERE key = $1",
             Sql::LockRow => {
                 "SELECT document, generation FROM authstore_credentials WHERE key = $1 FOR UPDATE"

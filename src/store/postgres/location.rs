@@ -25,7 +25,7 @@ pub(super) struct Parsed {
 /// (both mean `require` here, which always verifies the certificate and the host name).
 ///
 /// # Errors
-/// [`Error::InvalidInput`] naming what is wrong, never echoing the string (it may hold a
+/// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming what is wrong, never echoing the string (it may hold a
 /// password).
 pub(super) fn parse(url: &str) -> Result<Parsed> {
     let (rewritten, ssl_root_cert) = take_libpq_parameters(url);

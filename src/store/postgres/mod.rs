@@ -39,9 +39,9 @@
 //! - after the idle timeout when the holder hangs inside the transaction, or its machine
 //!   vanishes from the network: the server ends the session
 //!   (`idle_in_transaction_session_timeout`). Its later write or commit then fails with
-//!   [`Error::StoreUnavailable`].
+//!   [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
 //!
-//! A waiter gives up after the lock timeout with [`Error::LockTimeout`], naming the holder's
+//! A waiter gives up after the lock timeout with [`ErrorKind::LockTimeout`](crate::ErrorKind::LockTimeout), naming the holder's
 //! server process and `application_name` (`authstore (pid N)`) when the server shows them.
 //!
 //! # Connections
@@ -84,6 +84,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use self::connection::{Conn, Failure, Sql, seconds};
 use crate::document::AuthDocument;
 use crate::error::{Error, Location, Result};
+use crate::store::{BoxFuture, ChangeFeed, ChangeOptions, FileStore, PollFeed, Store, Transaction};
 
 /// The environment variable that names a shared store (`postgres://...`).
 pub const STORE_ENV: &str = "AUTHSTORE_STORE";
@@ -116,6 +117,7 @@ pub fn is_postgres_url(url: &str) -> bool {
 pub struct PgOptions {
     lock_timeout: Duration,
     idle_timeout: Duration,
+    request_timeout: Duration,
     connect_timeout: Duration,
     ssl_root_cert: Option<PathBuf>,
 }
@@ -125,6 +127,7 @@ impl Default for PgOptions {
         Self {
             lock_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(10),
             ssl_root_cert: None,
         }
@@ -143,6 +146,16 @@ impl PgOptions {
     /// Default: 30 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// The token request timeout of the managers that use this store (see
+    /// [`AuthorityConfig::request_timeout`](crate::authority::AuthorityConfig::request_timeout)):
+    /// the idle timeout must be longer, or the server could end a transaction, and release the
+    /// row lock, while its holder waits for the authority's answer; the rotated token would
+    /// then be lost. Default: 20 s, the authority client's default.
+    pub fn token_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -169,6 +182,26 @@ impl PgOptions {
     pub fn idle_timeout_value(&self) -> Duration {
         self.idle_timeout
     }
+
+    /// The rule that keeps a rotated token from being lost: a transaction's holder may sit
+    /// idle in it for as long as a token request takes, so the server must not end it sooner.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming both values when the
+    /// idle timeout is not longer than `request_timeout`.
+    pub(crate) fn check_idle_timeout(&self, request_timeout: Duration) -> Result<()> {
+        if self.idle_timeout > request_timeout {
+            return Ok(());
+        }
+        Err(Error::invalid_input(format!(
+            "the shared store's idle timeout ({}) must be longer than the token request timeout ({}): \
+             the server would end a transaction, and release its lock, while the token request is \
+             still in flight, and a rotated token could be lost; raise the idle timeout or lower the \
+             request timeout",
+            seconds(self.idle_timeout),
+            seconds(request_timeout)
+        )))
+    }
 }
 
 /// One credential key in a PostgreSQL database. A cheap `Clone` handle: clones share the kept
@@ -188,6 +221,8 @@ struct Inner {
     options: PgOptions,
     /// The kept idle connection. std Mutex, because nothing awaits while it is held.
     idle: Mutex<Option<Conn>>,
+    /// The last document read without locking, and the row's generation then.
+    seen: Mutex<Option<(u64, Option<AuthDocument>)>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -207,13 +242,14 @@ impl PgStore {
     /// `key=value` string). The connection's `application_name` is `authstore (pid N)`.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a URL that does not parse, a key that is empty, longer than
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a URL that does not parse, a key that is empty, longer than
     /// 256 bytes or holds control characters, or unusable TLS root certificates;
-    /// [`Error::StoreUnavailable`] when the database cannot be reached, refuses the login, or
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) when the database cannot be reached, refuses the login, or
     /// the schema cannot be created (the role needs `CREATE` on the schema the first time) or is
     /// newer than this build.
     pub async fn connect(url: &str, key: &str, options: PgOptions) -> Result<Self> {
         validate_key(key)?;
+        options.check_idle_timeout(options.request_timeout)?;
         let parsed = location::parse(url)?;
         let mut config = parsed.config;
         config.application_name(format!("authstore (pid {})", std::process::id()));
@@ -238,6 +274,7 @@ impl PgStore {
                 key: key.to_owned(),
                 options,
                 idle: Mutex::new(None),
+                seen: Mutex::new(None),
             }),
         };
         let (mut conn, _) = store.connection().await?;
@@ -278,24 +315,38 @@ impl PgStore {
 
     /// Reads the document without locking; `None` when logged out.
     ///
+    /// The store remembers the last document it read with the row's generation: while the
+    /// generation is unchanged, a read asks only for the generation (`SELECT generation`, a few
+    /// bytes) and returns the remembered document; only a changed row is fetched and parsed.
+    ///
     /// # Errors
-    /// [`Error::StoreUnavailable`], [`Error::InvalidFile`].
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable),
+    /// [`ErrorKind::InvalidFile`](crate::ErrorKind::InvalidFile).
     pub async fn read(&self) -> Result<Option<AuthDocument>> {
+        let seen = lock(&self.inner.seen).clone();
+        if let Some((seen_generation, document)) = seen
+            && self.generation().await? == seen_generation
+        {
+            return Ok(document);
+        }
         let row = self.query_unlocked(Sql::Read).await?;
-        let text = match row {
+        let (text, number) = match row {
             Some(row) => row
                 .try_get::<_, Option<String>>(0)
+                .and_then(|text| Ok((text, row.try_get::<_, i64>(1)?)))
                 .map_err(|e| self.unavailable(format!("unexpected row: {e}")))?,
-            None => None,
+            None => (None, 0),
         };
-        self.parse(text.as_deref())
+        let document = self.parse(text.as_deref())?;
+        *lock(&self.inner.seen) = Some((generation(number), document.clone()));
+        Ok(document)
     }
 
     /// The row's generation, bumped by every write and logout; 0 when the key was never
     /// written. Cheap: a way to see whether anything changed since the last look.
     ///
     /// # Errors
-    /// [`Error::StoreUnavailable`].
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
     pub async fn generation(&self) -> Result<u64> {
         let row = self.query_unlocked(Sql::Generation).await?;
         match row {
@@ -310,8 +361,8 @@ impl PgStore {
     /// Starts a transaction holding the row lock (bounded by the lock timeout).
     ///
     /// # Errors
-    /// [`Error::LockTimeout`] naming the holder when the server shows it;
-    /// [`Error::StoreUnavailable`] when the database cannot be reached or fails.
+    /// [`ErrorKind::LockTimeout`](crate::ErrorKind::LockTimeout) naming the holder when the server shows it;
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) when the database cannot be reached or fails.
     pub async fn begin(&self) -> Result<PgTransaction> {
         let started = Instant::now();
         let mut row_ensured = false;
@@ -579,7 +630,7 @@ impl PgTransaction {
     /// is the row as locked, or as this transaction wrote it.
     ///
     /// # Errors
-    /// [`Error::StoreUnavailable`] after a failed statement; [`Error::InvalidFile`] when the
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) after a failed statement; [`ErrorKind::InvalidFile`](crate::ErrorKind::InvalidFile) when the
     /// stored document does not parse (it is left untouched).
     pub async fn read(&mut self) -> Result<Option<AuthDocument>> {
         self.check()?;
@@ -589,7 +640,7 @@ impl PgTransaction {
     /// Stores `document` (bumping the generation); durable at commit.
     ///
     /// # Errors
-    /// [`Error::StoreUnavailable`].
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
     pub async fn write(&mut self, document: &AuthDocument) -> Result<()> {
         let text = String::from_utf8(document.to_json())
             .map_err(|_| Error::invalid_input("the document is not UTF-8"))?;
@@ -609,7 +660,7 @@ impl PgTransaction {
     /// whether it held credentials.
     ///
     /// # Errors
-    /// [`Error::StoreUnavailable`].
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
     pub async fn remove(&mut self) -> Result<bool> {
         let store = self.store.clone();
         let row = self.run(Sql::Remove, &[&store.inner.key], "remove").await?;
@@ -626,7 +677,7 @@ impl PgTransaction {
     /// Commits and releases the row lock.
     ///
     /// # Errors
-    /// [`Error::StoreUnavailable`], saying that the commit failed: after a refresh, that is the
+    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable), saying that the commit failed: after a refresh, that is the
     /// lineage-loss window (the authority rotated the token, and the new one may be lost).
     pub async fn commit(mut self) -> Result<()> {
         if let Some(reason) = &self.broken {
@@ -739,6 +790,55 @@ impl Drop for PgTransaction {
                 store.put_back(*conn);
             }
         });
+    }
+}
+
+impl Store for PgStore {
+    fn location(&self) -> Location {
+        self.location_for_errors()
+    }
+
+    fn read(&self) -> BoxFuture<'_, Result<Option<AuthDocument>>> {
+        Box::pin(PgStore::read(self))
+    }
+
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Transaction>>> {
+        Box::pin(async move {
+            let transaction = PgStore::begin(self).await?;
+            Ok(Box::new(transaction) as Box<dyn Transaction>)
+        })
+    }
+
+    /// Nothing to watch: what was read stays valid for `options.poll`, then the next read asks
+    /// for the row's generation (see [`PgStore::read`]).
+    fn changes(&self, options: ChangeOptions) -> Box<dyn ChangeFeed> {
+        Box::new(PollFeed { poll: options.poll })
+    }
+
+    fn local_file(&self) -> Option<&FileStore> {
+        None
+    }
+}
+
+impl Transaction for PgTransaction {
+    fn read(&mut self) -> BoxFuture<'_, Result<Option<AuthDocument>>> {
+        Box::pin(PgTransaction::read(self))
+    }
+
+    fn write<'a>(&'a mut self, document: &'a AuthDocument) -> BoxFuture<'a, Result<()>> {
+        Box::pin(PgTransaction::write(self, document))
+    }
+
+    fn remove(&mut self) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(PgTransaction::remove(self))
+    }
+
+    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(PgTransaction::commit(*self))
+    }
+
+    fn lock_wait(&self) -> Duration {
+        PgTransaction::lock_wait(self)
     }
 }
 

@@ -54,7 +54,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let mut report = Reporter { json: args.json };
     report.line(
         "started",
-        json!({"location": manager.location(), "ahead_secs": args.ahead}),
+        json!({"location": manager.location().to_string(), "ahead_secs": args.ahead}),
     );
     let mut events = manager.subscribe();
     // One listener for the whole run, installed before the first refresh, so that a signal that

@@ -51,7 +51,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         })?;
         let manager = cli.manager().await?;
         manager.login(document).await?;
-        println!("logged in: wrote {}", manager.auth_path().display());
+        println!("logged in: wrote {}", manager.location());
     }
     let _ = tokio::signal::ctrl_c().await;
     simulator.shutdown().await;

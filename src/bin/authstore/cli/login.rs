@@ -24,7 +24,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let claims = snapshot.claims();
     println!(
         "logged in: {} written (email {}, account {})",
-        manager.auth_path().display(),
+        manager.location(),
         claims.email.as_deref().unwrap_or("unknown"),
         snapshot.account_id().unwrap_or("unknown"),
     );

@@ -14,12 +14,9 @@ pub(crate) struct Args {
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let manager = cli.manager().await?;
     if manager.logout(args.revoke).await? {
-        println!("logged out: removed {}", manager.auth_path().display());
+        println!("logged out: removed {}", manager.location());
     } else {
-        println!(
-            "already logged out: {} does not exist",
-            manager.auth_path().display()
-        );
+        println!("already logged out: {} does not exist", manager.location());
     }
     Ok(exit::SUCCESS)
 }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use authstore::error::{Error, ErrorKind};
-use authstore::store::{StoreOptions, resolve_codex_home};
+use authstore::store::{FileStore, Store, StoreOptions, resolve_codex_home};
 use authstore::{AuthManager, ManagerOptions};
 use clap::{Parser, Subcommand};
 
@@ -150,7 +150,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
     match &cli.command {
         Command::Token(args) => token::run(&cli, args).await,
         Command::Refresh(args) => refresh::run(&cli, args).await,
-        Command::Status(args) => status::run(&cli, args),
+        Command::Status(args) => status::run(&cli, args).await,
         Command::Login(args) => login::run(&cli, args).await,
         Command::Logout(args) => logout::run(&cli, args).await,
         Command::Watch(args) => watch::run(&cli, args).await,
@@ -195,41 +195,76 @@ impl Cli {
                 .store(self.store_options()?)
                 .authority(authority),
         );
-        let Some(url) = &self.store else {
-            return AuthManager::new(self.home()?, options);
-        };
-        self.shared_manager(url, request_timeout, options).await
+        match self.shared_store().await? {
+            None => AuthManager::new(self.home()?, options),
+            Some(shared) => shared.manager(self.home()?, options),
+        }
     }
 
-    #[cfg(feature = "postgres")]
-    async fn shared_manager(
-        &self,
-        url: &str,
-        request_timeout: Duration,
-        options: ManagerOptions,
-    ) -> Result<AuthManager, Error> {
-        use authstore::store::postgres::{PgOptions, PgStore};
-        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+    /// The shared store `--store` names, connected; `None` without `--store`.
+    pub(crate) async fn shared_store(&self) -> Result<Option<SharedStore>, Error> {
+        let Some(url) = &self.store else {
+            return Ok(None);
+        };
+        SharedStore::connect(self, url).await.map(Some)
+    }
+
+    /// The local file store in the Codex home.
+    pub(crate) fn file_store(&self) -> Result<FileStore, Error> {
+        Ok(FileStore::new(self.home()?, self.store_options()?))
+    }
+}
+
+/// The shared credential store named by `--store`.
+#[cfg(feature = "postgres")]
+pub(crate) struct SharedStore(authstore::store::postgres::PgStore);
+
+#[cfg(feature = "postgres")]
+impl SharedStore {
+    async fn connect(cli: &Cli, url: &str) -> Result<Self, Error> {
+        use authstore::store::postgres::{PgOptions, PgStore, is_postgres_url};
+        if !is_postgres_url(url) {
             return Err(Error::invalid_input("--store takes a postgres://... URL"));
         }
+        let request_timeout = seconds("--request-timeout", cli.request_timeout)?;
         let pg_options = PgOptions::default()
-            .lock_timeout(seconds("--lock-timeout", self.lock_timeout)?)
+            .lock_timeout(seconds("--lock-timeout", cli.lock_timeout)?)
+            .token_request_timeout(request_timeout)
             // Longer than a refresh can take, so that only a hung holder is cut off.
             .idle_timeout(request_timeout + Duration::from_secs(10));
-        let store = PgStore::connect(url, &self.store_key, pg_options).await?;
-        AuthManager::with_postgres(self.home()?, store, options)
+        PgStore::connect(url, &cli.store_key, pg_options)
+            .await
+            .map(SharedStore)
     }
 
-    #[cfg(not(feature = "postgres"))]
-    async fn shared_manager(
-        &self,
-        _url: &str,
-        _request_timeout: Duration,
-        _options: ManagerOptions,
-    ) -> Result<AuthManager, Error> {
+    fn manager(self, home: PathBuf, options: ManagerOptions) -> Result<AuthManager, Error> {
+        AuthManager::with_postgres(home, self.0, options)
+    }
+
+    /// The store itself, for reading and watching it (no mirroring: those only look).
+    pub(crate) fn into_store(self) -> Box<dyn Store> {
+        Box::new(self.0)
+    }
+}
+
+/// Without the postgres feature there is no shared store to connect to.
+#[cfg(not(feature = "postgres"))]
+pub(crate) enum SharedStore {}
+
+#[cfg(not(feature = "postgres"))]
+impl SharedStore {
+    async fn connect(_cli: &Cli, _url: &str) -> Result<Self, Error> {
         Err(Error::invalid_input(
             "--store needs authstore built with the postgres feature (cargo install --features postgres)",
         ))
+    }
+
+    fn manager(self, _home: PathBuf, _options: ManagerOptions) -> Result<AuthManager, Error> {
+        match self {}
+    }
+
+    pub(crate) fn into_store(self) -> Box<dyn Store> {
+        match self {}
     }
 }
 

@@ -1,14 +1,15 @@
 //! `authstore status`: who is logged in and when the tokens expire. Reads without locking and
-//! never prints a secret.
+//! never prints a secret. With `--store`, it reports the shared store's login, and the local
+//! `auth.json` as that store's mirror.
 
 use std::time::SystemTime;
 
-use authstore::document::{Freshness, format_timestamp};
+use authstore::document::{AuthDocument, Freshness, format_timestamp};
 use authstore::error::Error;
-use authstore::store::FileStore;
-use serde_json::json;
+use authstore::store::Store;
+use serde_json::{Value, json};
 
-use super::{Cli, exit, when};
+use super::{Cli, SharedStore, exit, when};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -17,21 +18,42 @@ pub(crate) struct Args {
     json: bool,
 }
 
-pub(crate) fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
-    let store = FileStore::new(cli.home()?, cli.store_options()?);
-    let document = store.read()?;
-    if store.is_readable_by_others() {
+pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
+    let local = cli.file_store()?;
+    let shared = cli.shared_store().await?.map(SharedStore::into_store);
+    let (location, document, holder) = match &shared {
+        Some(store) => (store.location(), store.read().await?, None),
+        None => (
+            Store::location(&local),
+            local.read().await?,
+            local.lock_holder(),
+        ),
+    };
+    // With a shared store, the local file is its mirror: what local programs read.
+    let mirror = match &shared {
+        Some(_) => Some(match local.read().await {
+            Ok(copy) => Mirror {
+                logged_in: is_logged_in(copy.as_ref()),
+                in_sync: copy == document,
+                error: None,
+            },
+            Err(error) => Mirror {
+                logged_in: false,
+                in_sync: false,
+                error: Some(error.report().to_string()),
+            },
+        }),
+        None => None,
+    };
+    if local.is_readable_by_others() {
         eprintln!(
             "authstore: warning: {} is readable by other users; run: chmod 600 {}",
-            store.auth_path().display(),
-            store.auth_path().display()
+            local.auth_path().display(),
+            local.auth_path().display()
         );
     }
-    let holder = store.lock_holder();
     let now = SystemTime::now();
-    let logged_in = document
-        .as_ref()
-        .is_some_and(|d| d.tokens.is_some() || d.openai_api_key.is_some());
+    let logged_in = is_logged_in(document.as_ref());
     let identity = document.as_ref().map(|d| d.identity()).unwrap_or_default();
     let claims = document.as_ref().map(|d| d.id_claims()).unwrap_or_default();
     let expires_at = document.as_ref().and_then(|d| d.expires_at());
@@ -49,7 +71,7 @@ pub(crate) fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     });
     if args.json {
         let status = json!({
-            "path": store.auth_path(),
+            "path": location.to_string(),
             "logged_in": logged_in,
             "auth_mode": mode,
             "email": claims.email,
@@ -60,11 +82,13 @@ pub(crate) fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             "last_refresh": document.as_ref().and_then(|d| d.last_refresh.clone()),
             "refresh_due": refresh_due,
             "lock_holder": holder,
+            "mirror": mirror.as_ref().map(|m| m.json(&local.auth_path().display().to_string())),
         });
         println!("{status}");
     } else {
         let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
-        println!("path:         {}", store.auth_path().display());
+        let label = if shared.is_some() { "store:" } else { "path:" };
+        println!("{label:<14}{location}");
         if !logged_in {
             println!("logged in:    no");
         } else {
@@ -80,11 +104,51 @@ pub(crate) fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             );
             println!("refresh due:  {}", if refresh_due { "yes" } else { "no" });
         }
-        println!("lock holder:  {}", holder.unwrap_or_else(|| "none".into()));
+        if let Some(mirror) = &mirror {
+            println!(
+                "local mirror: {} ({})",
+                local.auth_path().display(),
+                mirror.describe()
+            );
+        } else {
+            println!("lock holder:  {}", holder.unwrap_or_else(|| "none".into()));
+        }
     }
     Ok(if logged_in {
         exit::SUCCESS
     } else {
         exit::NOT_LOGGED_IN
     })
+}
+
+fn is_logged_in(document: Option<&AuthDocument>) -> bool {
+    document.is_some_and(|d| d.tokens.is_some() || d.openai_api_key.is_some())
+}
+
+/// The local `auth.json` beside a shared store.
+struct Mirror {
+    logged_in: bool,
+    /// Whether it holds exactly what the shared store holds.
+    in_sync: bool,
+    /// Why it could not be read.
+    error: Option<String>,
+}
+
+impl Mirror {
+    fn json(&self, path: &str) -> Value {
+        json!({
+            "path": path,
+            "logged_in": self.logged_in,
+            "in_sync": self.in_sync,
+            "error": self.error,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.error {
+            Some(error) => format!("unreadable: {error}"),
+            None if self.in_sync => "in sync with the store".into(),
+            None => "differs from the store; the next change of the store mirrors it".into(),
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let manager = cli.manager().await?;
     let snapshot = manager.auth().await?;
     let Some(token) = snapshot.access_token() else {
-        return Err(Error::not_logged_in(manager.auth_path()));
+        return Err(Error::not_logged_in(manager.location()));
     };
     let line = if args.json {
         json!({

@@ -1,11 +1,12 @@
 //! `authstore watch [--json]`: one line per change any process makes to auth.json.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use authstore::changes::{ChangeKind, ChangeWatcher};
 use authstore::document::format_timestamp;
 use authstore::error::Error;
-use authstore::store::FileStore;
+use authstore::store::Store;
 
 use super::{Cli, exit};
 
@@ -17,15 +18,38 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
-    let store = FileStore::new(cli.home()?, cli.store_options()?);
-    let path = store.auth_path().to_owned();
-    let mut watcher = ChangeWatcher::new(store)?;
-    eprintln!("authstore: watching {} for changes", path.display());
+    // The shared store itself when there is one (changes made on any machine), else auth.json.
+    let store: Arc<dyn Store> = match cli.shared_store().await? {
+        Some(shared) => Arc::from(shared.into_store()),
+        None => Arc::new(cli.file_store()?),
+    };
+    let location = store.location();
+    let mut watcher = ChangeWatcher::with_store(store).await?;
+    eprintln!("authstore: watching {location} for changes");
     let mut stdout = std::io::stdout();
+    let mut unavailable = false;
     loop {
-        let event = tokio::select! {
-            event = watcher.next() => event,
+        let next = tokio::select! {
+            next = watcher.next() => next,
             _ = tokio::signal::ctrl_c() => return Ok(exit::SUCCESS),
+        };
+        let event = match next {
+            Ok(event) => {
+                if std::mem::take(&mut unavailable) {
+                    eprintln!("authstore: {location} is reachable again");
+                }
+                event
+            }
+            Err(error) => {
+                // A long-running watch rides out an outage, saying so once.
+                if !std::mem::replace(&mut unavailable, true) {
+                    eprintln!("authstore: warning: {}; still watching", error.report());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    _ = tokio::signal::ctrl_c() => return Ok(exit::SUCCESS),
+                }
+            }
         };
         let time = format_timestamp(std::time::SystemTime::now());
         let line = if args.json {

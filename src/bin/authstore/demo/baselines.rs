@@ -75,8 +75,8 @@ impl Baseline {
     }
 
     /// What a session does at startup: read `auth.json` into memory.
-    pub(crate) fn load(&mut self) -> Result<(), Error> {
-        match self.store.read()? {
+    pub(crate) async fn load(&mut self) -> Result<(), Error> {
+        match self.store.read().await? {
             Some(document) => {
                 self.held = Some(Arc::new(Held::new(document)));
                 Ok(())
@@ -97,7 +97,7 @@ impl Baseline {
         }
         let base = match self.kind {
             Kind::Naive => held,
-            Kind::Reread => match self.store.read() {
+            Kind::Reread => match self.store.read().await {
                 Ok(Some(disk))
                     if !disk.same_credentials(&held.document)
                         && documents_verdict(&held.document, &disk).is_compatible() =>
@@ -125,7 +125,7 @@ impl Baseline {
             return Err(Failure::Other("not logged in".into()));
         };
         if self.kind == Kind::Reread
-            && let Ok(Some(disk)) = self.store.read()
+            && let Ok(Some(disk)) = self.store.read().await
             && !disk.same_credentials(&base.document)
             && documents_verdict(&base.document, &disk).is_compatible()
         {

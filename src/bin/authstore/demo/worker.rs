@@ -141,7 +141,11 @@ enum Session {
 }
 
 impl Session {
-    fn new(strategy: Strategy, env: &WorkerEnv, config: &WorkerConfig) -> Result<Self, String> {
+    async fn new(
+        strategy: Strategy,
+        env: &WorkerEnv,
+        config: &WorkerConfig,
+    ) -> Result<Self, String> {
         let freshness = config.freshness;
         let kind = match strategy {
             Strategy::Coordinated => {
@@ -159,7 +163,7 @@ impl Session {
         };
         let client = TokenClient::new(env.authority.clone());
         let mut baseline = Baseline::new(kind, env.home.clone(), client, freshness);
-        baseline.load().map_err(|e| e.to_string())?;
+        baseline.load().await.map_err(|e| e.to_string())?;
         Ok(Session::Baseline(Box::new(baseline)))
     }
 
@@ -217,7 +221,7 @@ pub(crate) async fn run(env: WorkerEnv, config: WorkerConfig) -> Result<(), Stri
         // Forcing refreshes through a baseline only measures how fast it revokes its family.
         return Err("--mode force is only meaningful with --strategy coordinated".into());
     }
-    let mut session = Session::new(config.strategy, &env, &config)?;
+    let mut session = Session::new(config.strategy, &env, &config).await?;
     let login = match &config.login_url {
         Some(url) => Some(Login::new(url.clone())?),
         None => None,
