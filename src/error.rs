@@ -225,6 +225,7 @@ impl Error {
         }
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn store_unavailable(
         location: impl Into<Location>,
         reason: impl Into<String>,

@@ -184,6 +184,7 @@ pub(crate) enum MarkKind {
     /// The file's metadata.
     Stamp(Option<file::watch::FileStamp>),
     /// When the store was last asked.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     At(Instant),
     /// Nothing seen yet: always changed.
     Outdated,
@@ -199,6 +200,7 @@ impl Mark {
 /// A feed for a store that cannot be watched: what was read stays valid for `poll`, then the
 /// store is asked again (a shared store answers cheaply from its row's generation).
 #[derive(Debug)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct PollFeed {
     pub(crate) poll: Duration,
 }
