@@ -3,6 +3,7 @@
 mod agent;
 #[cfg(feature = "simulator")]
 mod authority;
+mod completions;
 #[cfg(feature = "simulator")]
 mod demo;
 mod login;
@@ -99,6 +100,10 @@ enum Command {
     Watch(watch::Args),
     /// Keep the tokens fresh ahead of Codex's refresh window, until SIGINT or SIGTERM
     Agent(agent::Args),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish) on stdout
+    Completions(completions::Args),
+    /// Print the man page (roff) on stdout, e.g. authstore man > ~/.local/share/man/man1/authstore.1
+    Man,
     /// Run the embedded token authority on loopback (rotation, reuse detection), until interrupted
     #[cfg(feature = "simulator")]
     Authority(authority::Args),
@@ -155,6 +160,8 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Logout(args) => logout::run(&cli, args).await,
         Command::Watch(args) => watch::run(&cli, args).await,
         Command::Agent(args) => agent::run(&cli, args).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man => completions::run_man(),
         #[cfg(feature = "simulator")]
         Command::Authority(args) => authority::run(&cli, args).await,
         #[cfg(feature = "simulator")]
