@@ -1,4 +1,4 @@
-#![cfg(feature = "simulator")]
+#![cfg(all(unix, feature = "simulator"))] // Unix only: SIGTERM and SIGINT
 //! `authstore agent`: keeps the token fresh ahead of the refresh window, survives an authority
 //! that is briefly down, and stops cleanly on SIGTERM and SIGINT.
 

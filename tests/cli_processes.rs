@@ -1,4 +1,4 @@
-#![cfg(feature = "simulator")]
+#![cfg(all(unix, feature = "simulator"))] // Unix only: modes, signals and an in-place rewriter
 //! Real processes of the real binary against the embedded token authority (family revocation
 //! on reuse): the multi-process guarantees, end to end.
 

@@ -1,4 +1,4 @@
-#![cfg(feature = "codex-interop")]
+#![cfg(all(unix, feature = "codex-interop"))] // Unix only: Codex runs in a Linux network namespace
 //! Interoperability with the real Codex CLI (`@openai/codex` 0.171.0): real Codex processes
 //! beside real `authstore` processes on one `CODEX_HOME`, against the embedded token authority
 //! (family revocation on reuse).
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use authstore::document::{access_token_expiry, format_timestamp};
 use authstore::simulator::{Identity, Simulator, SimulatorConfig};
 use authstore::store::{FileStore, StoreOptions};
-use common::binary::{BIN, assert_no_token_presented_twice, assert_success, stdout};
+use common::binary::{assert_no_token_presented_twice, assert_success, bin, stdout};
 use common::eventually;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -133,7 +133,7 @@ impl Lab {
     }
 
     fn authstore(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin());
         command
             .arg("--codex-home")
             .arg(self.home())

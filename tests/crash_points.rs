@@ -1,4 +1,4 @@
-#![cfg(all(feature = "failpoints", feature = "simulator"))]
+#![cfg(all(unix, feature = "failpoints", feature = "simulator"))] // Unix only: SIGKILL at failpoints
 //! Crash safety: a process killed at each step of the durable write leaves `auth.json` old or
 //! new, never torn, and the next writer removes its temporary file. Real processes, killed by
 //! SIGKILL at test-only failpoints (`--features failpoints`).

@@ -1,4 +1,4 @@
-#![cfg(feature = "simulator")]
+#![cfg(all(unix, feature = "simulator"))] // Unix only: modes, mount namespaces and signals
 //! Black-box hardening: broken files, failing filesystems, a misbehaving authority, permissions,
 //! links, and secrets in output. Every case checks the exit code, the message, and that no file
 //! changed.
@@ -171,7 +171,7 @@ async fn filesystem_faults_give_typed_errors_and_change_nothing() {
 
     // A missing CODEX_HOME.
     let missing = env.home().join("missing");
-    let mut fresh = tokio::process::Command::new(BIN);
+    let mut fresh = tokio::process::Command::new(bin());
     fresh
         .arg("token")
         .env("CODEX_HOME", &missing)
@@ -229,12 +229,13 @@ async fn a_read_only_home_and_a_full_disk_fail_cleanly() {
     let m = mount.path().display();
     let url = env.sim.token_url();
     let src = source.display();
+    let bin = bin();
 
     // Read-only: a login cannot create anything; exit 1 naming the path; the file is as it was.
     let script = format!(
         "mount -t tmpfs -o size=1m tmpfs {m}; cp {src} {m}/auth.json; chmod 600 {m}/auth.json; \
          mount -o remount,ro {m}; \
-         set +e; CODEX_REFRESH_TOKEN_URL_OVERRIDE={url} {BIN} --codex-home {m} login --from {src} 2>&1; \
+         set +e; CODEX_REFRESH_TOKEN_URL_OVERRIDE={url} {bin} --codex-home {m} login --from {src} 2>&1; \
          echo \"exit=$?\"; cmp {src} {m}/auth.json && echo unchanged; ls -a {m}"
     );
     if let Some(output) = in_mount_namespace(&script).await {
@@ -251,7 +252,7 @@ async fn a_read_only_home_and_a_full_disk_fail_cleanly() {
         "mount -t tmpfs -o size=64k tmpfs {m}; cp {src} {m}/auth.json; chmod 600 {m}/auth.json; \
          touch {m}/auth.lock {m}/auth.json.lock; cp {m}/auth.json {m}/before; \
          dd if=/dev/zero of={m}/filler bs=4k 2>/dev/null || true; \
-         set +e; CODEX_REFRESH_TOKEN_URL_OVERRIDE={url} {BIN} --codex-home {m} refresh --force 2>&1; \
+         set +e; CODEX_REFRESH_TOKEN_URL_OVERRIDE={url} {bin} --codex-home {m} refresh --force 2>&1; \
          echo \"exit=$?\"; cmp {m}/before {m}/auth.json && echo unchanged; echo FILES:; ls -a {m}"
     );
     if let Some(output) = in_mount_namespace(&script).await {

@@ -1,4 +1,4 @@
-#![cfg(all(feature = "postgres", feature = "simulator"))]
+#![cfg(all(unix, feature = "postgres", feature = "simulator"))] // Unix only: a throwaway PostgreSQL cluster run as the postgres user
 //! Many machines, one login: processes that stand for different machines (each with its own
 //! Codex home) share one PostgreSQL store through the real binary's `--store`.
 

@@ -1,3 +1,4 @@
+#![cfg(unix)] // Unix only: a throwaway PostgreSQL cluster run as the postgres user
 //! The PostgreSQL store against a real server: a throwaway cluster these tests start themselves
 //! (tests/common/postgres.rs), on loopback.
 //!

@@ -1,3 +1,4 @@
+#![cfg(unix)] // Unix only: SIGKILLed lock holders
 //! Real processes contending for the transaction lock: no update is lost.
 //!
 //! The test binary re-executes itself as the worker (`worker_entry` does nothing unless

@@ -1,6 +1,5 @@
 //! Running the real binary against the embedded token authority.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -9,7 +8,21 @@ use authstore::simulator::{Identity, Simulator, SimulatorConfig};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_authstore");
+/// The binary under test: this build's, or the one `AUTHSTORE_TEST_BINARY` names (CI points it
+/// at the static musl build, so that the multi-process tests exercise that binary too).
+pub fn bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("AUTHSTORE_TEST_BINARY") {
+        Ok(path) if !path.is_empty() => {
+            assert!(
+                std::path::Path::new(&path).is_file(),
+                "AUTHSTORE_TEST_BINARY={path} is not a file"
+            );
+            path
+        }
+        _ => env!("CARGO_BIN_EXE_authstore").to_owned(),
+    })
+}
 /// No command in these tests may take longer than this.
 pub const BOUND: Duration = Duration::from_secs(60);
 
@@ -45,12 +58,17 @@ impl Env {
         document["x_custom"] = json!({"kept": true});
         document["tokens"]["x_token_extra"] = json!("kept");
         super::write_auth(self.home(), &document);
-        std::fs::set_permissions(self.auth_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            self.auth_path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         document
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = Command::new(bin());
         command
             .arg("--codex-home")
             .arg(self.home())

@@ -3,7 +3,7 @@
 
 #[cfg(feature = "simulator")]
 pub mod binary;
-#[cfg(feature = "postgres")]
+#[cfg(all(unix, feature = "postgres"))]
 pub mod postgres;
 
 use std::path::Path;

@@ -130,7 +130,8 @@ pub(super) fn describe(config: &Config, key: &str) -> String {
         location.push('@');
     }
     let ports = config.get_ports();
-    let mut socket_dirs = Vec::new();
+    #[cfg_attr(not(unix), allow(unused_mut))]
+    let mut socket_dirs: Vec<String> = Vec::new();
     let mut hosts = Vec::new();
     for (index, host) in config.get_hosts().iter().enumerate() {
         let port = ports.get(index).or(if ports.len() == 1 {

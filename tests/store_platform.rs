@@ -1,0 +1,139 @@
+//! The file store's platform-facing behaviour, written to compile and run on every platform
+//! (Unix here; Windows under Wine or on Windows itself): the lock excludes another holder, the
+//! durable write replaces a file that a reader holds open, the holder note never breaks a
+//! reader, and the manager's watch notices a replacement made by someone else.
+//!
+//! On Windows, `LockFileEx` locks are mandatory byte-range locks: a locked `auth.lock` cannot be
+//! read through another handle. These tests hold there too, because nothing ever needs to read
+//! a locked `auth.lock` to be correct (the holder note is for messages only).
+
+mod common;
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::time::{Duration, SystemTime};
+
+use authstore::ErrorKind;
+use authstore::store::{FileStore, StoreOptions, TRANSACTION_LOCK_FILE};
+use authstore::{AuthManager, ManagerOptions};
+use common::{ALICE, document};
+
+fn store(home: &std::path::Path, deadline: Duration) -> FileStore {
+    FileStore::new(home, StoreOptions::default().lock_deadline(deadline))
+}
+
+/// A holder outside authstore's own bookkeeping: another handle on `auth.lock`, locked the way
+/// Codex locks it (flock on Unix, LockFileEx on Windows).
+#[allow(clippy::disallowed_methods)] // the test plays another program holding the lock
+fn foreign_holder(home: &std::path::Path) -> File {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(home.join(TRANSACTION_LOCK_FILE))
+        .unwrap();
+    file.lock().unwrap();
+    file
+}
+
+#[tokio::test]
+async fn a_transaction_waits_for_another_holder_of_auth_lock_and_gives_up_at_its_deadline() {
+    let home = tempfile::tempdir().unwrap();
+    let holder = foreign_holder(home.path());
+    let error = store(home.path(), Duration::from_millis(300))
+        .begin()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::LockTimeout, "{}", error.report());
+    assert_eq!(
+        error.path(),
+        Some(home.path().join(TRANSACTION_LOCK_FILE).as_path())
+    );
+    assert!(error.lock_waited() >= Some(Duration::from_millis(300)));
+
+    // Released, the lock is taken at once.
+    drop(holder);
+    let transaction = store(home.path(), Duration::from_secs(20)).begin().await;
+    assert!(transaction.is_ok());
+}
+
+#[tokio::test]
+async fn the_durable_write_replaces_a_file_a_reader_holds_open() {
+    let home = tempfile::tempdir().unwrap();
+    let store = store(home.path(), Duration::from_secs(20));
+    let now = SystemTime::now();
+    let old = document(ALICE, 1, now, 3600);
+    let new = document(ALICE, 2, now, 3600);
+    store.begin().await.unwrap().write(&old).await.unwrap();
+
+    // A reader (Codex, an editor) has the old file open while the new one is renamed over it.
+    let mut reader = File::open(store.auth_path()).unwrap();
+    store.begin().await.unwrap().write(&new).await.unwrap();
+    let mut seen = Vec::new();
+    reader.read_to_end(&mut seen).unwrap();
+    assert!(
+        seen == old.to_json(),
+        "the open reader keeps the old, whole file"
+    );
+    assert_eq!(store.read().await.unwrap(), Some(new));
+    let names: Vec<String> = std::fs::read_dir(home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "no temporary file left: {names:?}");
+}
+
+#[tokio::test]
+async fn reading_the_holder_note_during_a_transaction_never_fails_a_reader() {
+    let home = tempfile::tempdir().unwrap();
+    let store = store(home.path(), Duration::from_secs(20));
+    let now = SystemTime::now();
+    let mut transaction = store.begin().await.unwrap();
+    transaction
+        .write(&document(ALICE, 1, now, 3600))
+        .await
+        .unwrap();
+    // The note is best effort: Unix shows it; Windows may refuse to read a locked range, and
+    // then there is simply no note. Neither is an error, and `auth.json` reads as usual.
+    let note = store.lock_holder();
+    if cfg!(unix) {
+        let note = note.expect("the holder wrote a note");
+        assert!(
+            note.contains(&format!("pid {}", std::process::id())),
+            "{note}"
+        );
+    }
+    assert!(store.read().await.unwrap().is_some());
+    drop(transaction);
+    assert_eq!(store.lock_holder(), None, "the note is cleared on release");
+}
+
+#[tokio::test]
+async fn the_manager_notices_a_replacement_written_by_someone_else() {
+    let home = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let writer = store(home.path(), Duration::from_secs(20));
+    writer
+        .begin()
+        .await
+        .unwrap()
+        .write(&document(ALICE, 1, now, 3600))
+        .await
+        .unwrap();
+    let manager = AuthManager::new(home.path(), ManagerOptions::default()).unwrap();
+    let first = manager.auth().await.unwrap();
+
+    let newer = document(ALICE, 2, now, 7200);
+    writer.begin().await.unwrap().write(&newer).await.unwrap();
+    let seen = common::eventually(Duration::from_secs(10), async || {
+        manager.auth().await.unwrap().document() == &newer
+    })
+    .await;
+    assert!(seen, "the newer document was adopted");
+    assert!(first.document() != &newer);
+    if manager.is_watching() {
+        assert_eq!(manager.stats().metadata_checks, 0, "a watch costs no stat");
+    }
+}
