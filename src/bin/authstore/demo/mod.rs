@@ -21,8 +21,10 @@
 //!   `benches/common/mod.rs`) rather than have the library export a test harness's wire format;
 //!   the module documents why, and what the file may therefore use;
 //! - [`baselines`]: the `naive` and `reread` strategies, **baselines for comparison only**: they
-//!   reproduce how Codex shared the file before and after March 2026 and are not part of the
-//!   library;
+//!   reproduce how Codex shared the file before and after March 2026, deliberately unsafe (no
+//!   lock), built from the library's pieces (an unlocked [`authstore::store::FileStore`], the
+//!   decisions of [`authstore::policy`], the token client and its merge) so that only the
+//!   missing coordination differs;
 //! - `coordinated` is the library itself: [`authstore::AuthManager::auth`].
 #![cfg(feature = "simulator")]
 

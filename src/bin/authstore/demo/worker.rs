@@ -113,14 +113,14 @@ impl Session {
         };
         let client = TokenClient::new(env.authority.clone());
         let mut baseline = Baseline::new(kind, env.home.clone(), client, freshness);
-        baseline.load().map_err(|e| e.to_string())?;
+        baseline.load()?;
         Ok(Session::Baseline(Box::new(baseline)))
     }
 
     /// Credentials for one request; returns when they expire.
     async fn credentials(&mut self) -> Result<Option<SystemTime>, Failure> {
         match self {
-            Session::Baseline(session) => Ok(session.credentials().await?.expires_at),
+            Session::Baseline(session) => session.credentials().await,
             Session::Coordinated(manager) => Ok(manager.auth().await?.expires_at()),
         }
     }
@@ -137,7 +137,7 @@ impl Session {
     /// Installs a new login, as a login command would.
     async fn install(&mut self, document: AuthDocument) -> Result<(), String> {
         match self {
-            Session::Baseline(session) => session.install(document),
+            Session::Baseline(session) => session.install(document).await,
             Session::Coordinated(manager) => {
                 manager.reset();
                 manager
