@@ -13,10 +13,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use authstore::simulator::{Identity, Simulator, SimulatorConfig};
+use common::protocol::{Launch, Mode, Strategy};
 use common::svg::{Chart, Series};
 use serde_json::{Value, json};
 
-const STRATEGIES: [&str; 3] = ["naive", "reread", "coordinated"];
+const STRATEGIES: [Strategy; 3] = Strategy::ALL;
 
 fn main() {
     let Some(options) = common::options("amplification") else {
@@ -71,7 +72,7 @@ fn main() {
 
 /// One run: a fresh authority and home, a login whose access token is already stale, N workers
 /// asking once.
-fn run_once(runtime: &tokio::runtime::Runtime, strategy: &str, n: usize, logs: &Path) -> Value {
+fn run_once(runtime: &tokio::runtime::Runtime, strategy: Strategy, n: usize, logs: &Path) -> Value {
     let simulator = runtime
         .block_on(Simulator::start(SimulatorConfig {
             family_revocation: true,
@@ -86,35 +87,23 @@ fn run_once(runtime: &tokio::runtime::Runtime, strategy: &str, n: usize, logs: &
     simulator.set_access_token_lifetime(Duration::from_secs(3600));
     std::fs::write(home.path().join("auth.json"), login.to_string()).expect("login written");
 
-    let args: Vec<String> = [
-        &format!("--strategy={strategy}"),
-        "--mode=once",
-        "--refresh-window-ms=300000",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let (go, reports) = common::run_workers(n, home.path(), &simulator.token_url(), &args, logs);
+    let launch = Launch {
+        refresh_window_ms: 300_000,
+        ..Launch::new(strategy, Mode::Once)
+    };
+    let (go, reports) = common::run_workers(n, home.path(), &simulator.token_url(), &launch, logs);
     let stats = simulator.stats();
     runtime.block_on(simulator.shutdown());
 
-    let done: Vec<f64> = reports
-        .iter()
-        .map(|r| {
-            r["done_at_unix_ns"]
-                .as_u64()
-                .unwrap_or(go)
-                .saturating_sub(go) as f64
-                / 1e6
-        })
-        .collect();
-    let fresh = reports.iter().filter(|r| r["fresh_at_end"] == true).count();
+    let done = common::done_ms(go, &reports);
+    let fresh = reports.iter().filter(|r| r.fresh_at_end).count();
     json!({
         "calls": stats.refresh_calls,
         "successful": stats.successful_refreshes,
         "reuse_rejections": stats.reuse_rejections,
         "rejected": stats.rejected_refreshes,
         "families_revoked": stats.families_revoked,
-        "forced_relogins": common::sum(&reports, "forced_relogins"),
+        "forced_relogins": common::sum(&reports, |r| r.forced_relogins),
         "fresh_sessions": fresh,
         "settled_ms": done.iter().copied().fold(0.0, f64::max),
         "median_session_ms": common::Summary::of(&done).p50,
@@ -122,7 +111,7 @@ fn run_once(runtime: &tokio::runtime::Runtime, strategy: &str, n: usize, logs: &
 }
 
 /// Medians over the runs (counts vary between runs for the baselines: the race is a race).
-fn aggregate(strategy: &str, n: usize, runs: &[Value]) -> Value {
+fn aggregate(strategy: Strategy, n: usize, runs: &[Value]) -> Value {
     let median = |field: &str| {
         let values: Vec<f64> = runs.iter().filter_map(|r| r[field].as_f64()).collect();
         common::Summary::of(&values).p50
@@ -134,7 +123,7 @@ fn aggregate(strategy: &str, n: usize, runs: &[Value]) -> Value {
             .unwrap_or(0)
     };
     json!({
-        "strategy": strategy,
+        "strategy": strategy.name(),
         "processes": n,
         "calls": median("calls"),
         "calls_max": max("calls"),
@@ -194,12 +183,12 @@ fn plot() -> Result<(), String> {
             .iter()
             .zip(colors)
             .map(|(strategy, color)| Series {
-                name: (*strategy).to_owned(),
+                name: strategy.name().to_owned(),
                 color,
                 dashed: false,
                 points: results
                     .iter()
-                    .filter(|r| r["strategy"] == *strategy)
+                    .filter(|r| r["strategy"] == strategy.name())
                     .filter_map(|r| Some((r["processes"].as_f64()?, r[field].as_f64()?)))
                     .collect(),
             })

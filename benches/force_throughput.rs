@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use authstore::simulator::{Identity, Simulator, SimulatorConfig};
+use common::protocol::{Launch, Mode, Strategy};
 use serde_json::{Value, json};
 
 fn main() {
@@ -172,23 +173,20 @@ fn run_once(
     let home = common::scratch_dir("force-home-");
     let login = simulator.auth_json(&Identity::new("acct-bench", "user-bench"));
     std::fs::write(home.path().join("auth.json"), login.to_string()).expect("login written");
-    let mut args: Vec<String> = vec![
-        "--strategy=coordinated".into(),
-        "--mode=force".into(),
-        format!("--count={}", total / n),
-    ];
-    if !watch {
-        args.push("--no-watch".into());
-    }
-    let (go, reports) = common::run_workers(n, home.path(), &simulator.token_url(), &args, logs);
+    let launch = Launch {
+        count: (total / n) as u64,
+        no_watch: !watch,
+        ..Launch::new(Strategy::Coordinated, Mode::Force)
+    };
+    let (go, reports) = common::run_workers(n, home.path(), &simulator.token_url(), &launch, logs);
     let stats = simulator.stats();
     let presented = simulator.presented_refresh_tokens();
     runtime.block_on(simulator.shutdown());
 
     let distinct: HashSet<&String> = presented.iter().collect();
-    let refreshes = common::sum(&reports, "served");
+    let refreshes = common::sum(&reports, |r| r.served);
     assert_eq!(
-        common::sum(&reports, "failed"),
+        common::sum(&reports, |r| r.failed),
         0,
         "a forced refresh failed"
     );
@@ -202,7 +200,7 @@ fn run_once(
     assert_eq!(stats.reuse_rejections, 0);
     let end = reports
         .iter()
-        .filter_map(|r| r["done_at_unix_ns"].as_u64())
+        .map(|r| r.done_at_unix_ns)
         .max()
         .unwrap_or(go);
     let seconds = end.saturating_sub(go) as f64 / 1e9;

@@ -28,6 +28,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use authstore::simulator::{Identity, Simulator, SimulatorConfig};
+use common::protocol::{Launch, Mode, Strategy};
 use serde_json::{Value, json};
 
 /// The ways of getting the token, in the order they run: the three above, then the same
@@ -299,38 +300,26 @@ fn run_file(authority: &Authority, login: &Value, n: usize, logs: &Path) -> Valu
 fn run_file_prestarted(authority: &Authority, n: usize, logs: &Path) -> Value {
     let home = common::scratch_dir("pg-amplification-home-");
     Authority::write_login(home.path(), &authority.stale);
-    let args: Vec<String> = [
-        "--strategy=coordinated",
-        "--mode=once",
-        "--refresh-window-ms=300000",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let launch = Launch {
+        refresh_window_ms: 300_000,
+        ..Launch::new(Strategy::Coordinated, Mode::Once)
+    };
     let (go, reports) = common::run_workers(
         n,
         home.path(),
         &authority.simulator.token_url(),
-        &args,
+        &launch,
         logs,
     );
-    let done: Vec<f64> = reports
-        .iter()
-        .map(|r| {
-            r["done_at_unix_ns"]
-                .as_u64()
-                .unwrap_or(go)
-                .saturating_sub(go) as f64
-                / 1e6
-        })
-        .collect();
+    let done = common::done_ms(go, &reports);
     let stats = authority.simulator.stats();
-    let fresh = reports.iter().filter(|r| r["fresh_at_end"] == true).count();
+    let fresh = reports.iter().filter(|r| r.fresh_at_end).count();
     json!({
         "calls": stats.refresh_calls,
         "reuse_rejections": stats.reuse_rejections,
         "rejected": stats.rejected_refreshes,
         "fresh": fresh,
-        "failed": common::sum(&reports, "failed"),
+        "failed": common::sum(&reports, |r| r.failed),
         "all_fresh_ms": done.iter().copied().fold(0.0, f64::max),
         "median_process_ms": common::Summary::of(&done).p50,
     })

@@ -3,6 +3,14 @@
 #![allow(dead_code)] // each benchmark uses a different subset
 
 pub mod gated;
+/// The worker protocol, the same source file the binary compiles as `demo::protocol`: the
+/// benchmarks cannot link the binary, and the library does not export a test harness's wire
+/// format (the file's module documentation says more). Its unit tests run with the binary's:
+/// Cargo checks benchmarks with `cfg(test)` but without the test harness, which drops their
+/// `#[test]` functions and leaves the tests' imports unused here.
+#[allow(unused_imports)]
+#[path = "../../src/bin/authstore/demo/protocol.rs"]
+pub mod protocol;
 pub mod svg;
 
 use std::fs::{self, File};
@@ -12,6 +20,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+
+use protocol::{FromWorker, Launch, ToWorker, WorkerReport};
 
 /// Command-line options every benchmark understands (after `cargo bench --bench NAME --`).
 #[derive(Debug, Clone, Copy)]
@@ -267,8 +277,8 @@ pub fn unix_ns() -> u64 {
 /// The real binary, built by Cargo for benchmarks.
 pub const BIN: &str = env!("CARGO_BIN_EXE_authstore");
 
-/// A worker process of the real binary (`authstore demo-worker`): it prints `ready`, starts on
-/// `go`, and ends with one JSON report line.
+/// A worker process of the real binary (`authstore demo-worker`), spoken to in the [`protocol`]:
+/// it says it is ready, starts on the start signal, and ends with its report.
 pub struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -277,16 +287,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts `authstore --codex-home HOME demo-worker ARGS...` against `token_url`; its stderr
-    /// goes to a file in `logs`, shown if it fails.
-    pub fn spawn(home: &Path, token_url: &str, args: &[String], logs: &Path) -> Self {
+    /// Starts `authstore --codex-home HOME demo-worker ...` with `launch` against `token_url`;
+    /// its stderr goes to a file in `logs`, shown if it fails.
+    pub fn spawn(home: &Path, token_url: &str, launch: &Launch, logs: &Path) -> Self {
         let stderr_path = logs.join(format!("worker-{}.log", unique()));
         let stderr = File::create(&stderr_path).expect("a worker log can be created");
         let mut child = Command::new(BIN)
             .arg("--codex-home")
             .arg(home)
-            .arg("demo-worker")
-            .args(args)
+            .args(launch.to_args())
             .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", token_url)
             .env_remove("CODEX_HOME")
             .env_remove("AUTHSTORE_LOG")
@@ -305,27 +314,32 @@ impl Worker {
         }
     }
 
-    fn line(&mut self, what: &str) -> String {
+    /// The next message; a line that is not one (a field missing or renamed, say) fails the
+    /// benchmark.
+    fn message(&mut self, what: &str) -> FromWorker {
         let mut line = String::new();
         match self.stdout.read_line(&mut line) {
-            Ok(n) if n > 0 => line,
+            Ok(n) if n > 0 => {}
             _ => self.fail(what),
+        }
+        match FromWorker::decode(&line) {
+            Ok(message) => message,
+            Err(error) => panic!("a worker sent a line that cannot be read ({error})"),
         }
     }
 
     pub fn wait_ready(&mut self) {
-        let line = self.line("ready");
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "a worker sent something else than ready"
-        );
+        match self.message("ready") {
+            FromWorker::Ready {} => {}
+            other => panic!("a worker sent {} instead of ready", other.kind()),
+        }
     }
 
     pub fn go(&mut self) {
         let stdin = self.stdin.as_mut().expect("started once");
+        let line = format!("{}\n", ToWorker::Go {}.encode());
         if stdin
-            .write_all(b"go\n")
+            .write_all(line.as_bytes())
             .and_then(|()| stdin.flush())
             .is_err()
         {
@@ -334,15 +348,18 @@ impl Worker {
     }
 
     /// The worker's report; it must then exit 0.
-    pub fn report(mut self) -> Value {
-        let line = self.line("its report");
+    pub fn report(mut self) -> WorkerReport {
+        let report = match self.message("its report") {
+            FromWorker::Report(report) => report,
+            other => panic!("a worker sent {} instead of its report", other.kind()),
+        };
         self.stdin.take();
         let status = self.child.wait().expect("a worker can be waited for");
         if !status.success() {
             self.fail("exit status 0");
         }
         let _ = fs::remove_file(&self.stderr_path);
-        serde_json::from_str(&line).expect("a worker report is JSON")
+        report
     }
 
     fn fail(&mut self, what: &str) -> ! {
@@ -381,11 +398,11 @@ pub fn run_workers(
     count: usize,
     home: &Path,
     token_url: &str,
-    args: &[String],
+    launch: &Launch,
     logs: &Path,
-) -> (u64, Vec<Value>) {
+) -> (u64, Vec<WorkerReport>) {
     let mut workers: Vec<Worker> = (0..count)
-        .map(|_| Worker::spawn(home, token_url, args, logs))
+        .map(|_| Worker::spawn(home, token_url, launch, logs))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     for worker in &mut workers {
@@ -400,7 +417,15 @@ pub fn run_workers(
     (go, reports)
 }
 
-/// Sums a count field over worker reports.
-pub fn sum(reports: &[Value], field: &str) -> u64 {
-    reports.iter().map(|r| r[field].as_u64().unwrap_or(0)).sum()
+/// Sums a count over worker reports: `sum(&reports, |r| r.failed)`.
+pub fn sum(reports: &[WorkerReport], count: fn(&WorkerReport) -> u64) -> u64 {
+    reports.iter().map(count).sum()
+}
+
+/// Milliseconds from `go` (ns since the epoch, from [`run_workers`]) until each worker was done.
+pub fn done_ms(go: u64, reports: &[WorkerReport]) -> Vec<f64> {
+    reports
+        .iter()
+        .map(|r| r.done_at_unix_ns.saturating_sub(go) as f64 / 1e6)
+        .collect()
 }

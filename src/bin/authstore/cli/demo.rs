@@ -10,7 +10,7 @@ use authstore::document::Freshness;
 use authstore::error::Error;
 
 use super::{Cli, exit, seconds};
-use crate::demo::{self, Mode, Strategy};
+use crate::demo::{self, Launch, Strategy};
 
 /// How long before expiry the demo's tokens count as stale, for every strategy alike.
 const REFRESH_WINDOW: Duration = Duration::from_millis(500);
@@ -37,46 +37,12 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// One session of the demo (or of a benchmark), as its own process. Not for humans: see
-/// `crate::demo::worker` for the protocol on stdio.
+/// One session of the demo (or of a benchmark), as its own process. Not for humans: its
+/// arguments and its messages on stdio are `crate::demo::protocol`, shared with the benchmarks.
 #[derive(Debug, clap::Args)]
 pub(crate) struct WorkerArgs {
-    /// How the session shares auth.json
-    #[arg(long, value_enum)]
-    strategy: Strategy,
-
-    /// What the session does once started
-    #[arg(long, value_enum, default_value_t = Mode::Loop)]
-    mode: Mode,
-
-    /// Seconds the loop runs (--mode loop)
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    duration: f64,
-
-    /// Forced refreshes to make (--mode force)
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    count: u64,
-
-    /// How long before expiry tokens count as stale
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    refresh_window_ms: u64,
-
-    /// Shortest pause between two requests (--mode loop)
-    #[arg(long, value_name = "MICROS", default_value_t = 1000)]
-    pause_min_us: u64,
-
-    /// Longest pause between two requests (--mode loop)
-    #[arg(long, value_name = "MICROS", default_value_t = 5000)]
-    pause_max_us: u64,
-
-    /// Coordinated sessions notice changes by one `stat` per call instead of a directory watch
-    #[arg(long)]
-    no_watch: bool,
-
-    /// Where to log in again after a permanent failure (the authority's /sim/login); without
-    /// it, a session forced to log in again stops asking
-    #[arg(long, value_name = "URL")]
-    login_url: Option<String>,
+    #[command(flatten)]
+    launch: Launch,
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
@@ -131,6 +97,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
 }
 
 pub(crate) async fn run_worker(cli: &Cli, args: &WorkerArgs) -> Result<u8, Error> {
+    let args = &args.launch;
     if args.pause_min_us > args.pause_max_us {
         return Err(Error::invalid_input(
             "--pause-min-us must not exceed --pause-max-us",

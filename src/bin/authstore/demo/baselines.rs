@@ -7,28 +7,28 @@
 //!   learns that another process already rotated the token. This is how Codex behaved before
 //!   March 2026.
 //! - [`Strategy::Reread`](super::Strategy::Reread): when its cached document is stale, the session
-//!   first re-reads `auth.json` and adopts it when it holds different credentials of a compatible
-//!   identity (the guarded-adoption rule of [`authstore::policy`]), skipping the refresh when the
-//!   adopted tokens are fresh; otherwise it refreshes, still without a lock. This is Codex today
-//!   and the approach of the closed Codex PR 15127: it narrows the window between "read stale"
-//!   and "write new" but cannot close it, because nothing stops two processes from reading the
-//!   same stale file and spending the same token.
+//!   first re-reads `auth.json` and decides with the library's own [`policy::decide`] (the
+//!   guarded-adoption rule included): it adopts different credentials of a compatible identity,
+//!   and skips the refresh when the adopted tokens are fresh; otherwise it refreshes, still
+//!   without a lock. This is Codex today and the approach of the closed Codex PR 15127: it
+//!   narrows the window between "read stale" and "write new" but cannot close it, because nothing
+//!   stops two processes from reading the same stale file and spending the same token.
 //!
-//! Both talk to the token endpoint with the library's [`TokenClient`] (the wire format is not
-//! what is being compared) and write with the same durable sequence authstore uses (temp file,
-//! fsync, rename, fsync the directory), minus the locks. Nothing here is exported by the
-//! library; nothing should be copied from here.
+//! Both are built from the library's pieces, so that the only difference from `coordinated` is
+//! the missing coordination: an **unlocked** [`FileStore`] (its plain read, and its durable
+//! atomic write minus the locks), [`policy::decide`], the library's [`TokenClient`] and
+//! [`TokenResponse::merge_into`](authstore::authority::TokenResponse::merge_into). What they
+//! leave out is the point: no transaction lock around read, refresh and write, and (for
+//! `naive`) no re-read at all. When the re-read finds the file logged out or another identity,
+//! `reread` goes on with its own copy as Codex did, writing over it: unsafe on purpose.
+//! Nothing here is exported by the library; nothing should be copied from here.
 
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use authstore::authority::{RefreshFailure, TokenClient};
 use authstore::document::{AuthDocument, Freshness};
-use authstore::error::Error;
-use authstore::policy::documents_verdict;
+use authstore::policy::{self, Decision, RefreshReason};
 use authstore::store::{FileStore, StoreOptions};
 
 use super::worker::Failure;
@@ -45,11 +45,10 @@ pub(crate) enum Kind {
 /// A long-lived session (an editor window, a CLI session) following one baseline strategy.
 pub(crate) struct Baseline {
     kind: Kind,
-    /// Used for plain reads only: [`FileStore::read`] takes no lock.
-    store: FileStore,
+    file: UnlockedFile,
     client: TokenClient,
     freshness: Freshness,
-    held: Option<Arc<Held>>,
+    held: Option<Held>,
     /// Successful refreshes this session made.
     pub(crate) refreshed: u64,
     /// Newer credentials adopted from disk (only [`Kind::Reread`]).
@@ -65,7 +64,7 @@ impl Baseline {
     ) -> Self {
         Self {
             kind,
-            store: FileStore::new(home, StoreOptions::default().unlocked(true)),
+            file: UnlockedFile::new(home),
             client,
             freshness,
             held: None,
@@ -75,94 +74,99 @@ impl Baseline {
     }
 
     /// What a session does at startup: read `auth.json` into memory.
-    pub(crate) async fn load(&mut self) -> Result<(), Error> {
-        match self.store.read().await? {
+    pub(crate) async fn load(&mut self) -> Result<(), String> {
+        match self.file.read().await.map_err(|e| e.to_string())? {
             Some(document) => {
-                self.held = Some(Arc::new(Held::new(document)));
+                self.held = Some(Held::new(document));
                 Ok(())
             }
-            None => Err(Error::not_logged_in(self.store.auth_path())),
+            None => Err(format!(
+                "not logged in: no auth.json in {}",
+                self.file.home.display()
+            )),
         }
     }
 
     /// Credentials for one request: the cached document when fresh, else (after a re-read, for
-    /// [`Kind::Reread`]) a refresh written over `auth.json`.
-    pub(crate) async fn credentials(&mut self) -> Result<Arc<Held>, Failure> {
-        let now = SystemTime::now();
-        let Some(held) = self.held.clone() else {
-            return Err(Failure::Other("not logged in".into()));
-        };
-        if !held.is_stale(now, &self.freshness) {
-            return Ok(held);
-        }
-        let base = match self.kind {
-            Kind::Naive => held,
-            Kind::Reread => match self.store.read().await {
-                Ok(Some(disk))
-                    if !disk.same_credentials(&held.document)
-                        && documents_verdict(&held.document, &disk).is_compatible() =>
-                {
-                    self.adopted += 1;
-                    let disk = Arc::new(Held::new(disk));
-                    self.held = Some(disk.clone());
-                    if !disk.is_stale(now, &self.freshness) {
-                        return Ok(disk);
-                    }
-                    disk
-                }
-                Ok(_) => held,
-                Err(error) => return Err(Failure::Other(error.to_string())),
-            },
-        };
-        self.refresh(&base, now).await
+    /// [`Kind::Reread`]) a refresh written over `auth.json`. Returns when they expire.
+    pub(crate) async fn credentials(&mut self) -> Result<Option<SystemTime>, Failure> {
+        self.obtain(RefreshReason::Proactive).await
     }
 
     /// Obtains new tokens now from the held state (for [`Kind::Reread`], after adopting a newer
-    /// one from disk).
-    pub(crate) async fn force(&mut self) -> Result<Arc<Held>, Failure> {
-        let now = SystemTime::now();
-        let Some(mut base) = self.held.clone() else {
-            return Err(Failure::Other("not logged in".into()));
-        };
-        if self.kind == Kind::Reread
-            && let Ok(Some(disk)) = self.store.read().await
-            && !disk.same_credentials(&base.document)
-            && documents_verdict(&base.document, &disk).is_compatible()
-        {
-            self.adopted += 1;
-            base = Arc::new(Held::new(disk));
-        }
-        self.refresh(&base, now).await
+    /// one from disk). Returns when they expire.
+    pub(crate) async fn force(&mut self) -> Result<Option<SystemTime>, Failure> {
+        self.obtain(RefreshReason::Forced).await
     }
 
     /// Installs credentials from a new login, as a login command would: written over
-    /// `auth.json` and held.
-    pub(crate) fn install(&mut self, document: AuthDocument) -> Result<(), String> {
-        write_unlocked(self.store.auth_path(), &document.to_json())
-            .map_err(|e| format!("could not write {}: {e}", self.store.auth_path().display()))?;
-        self.held = Some(Arc::new(Held::new(document)));
+    /// `auth.json` (no lock) and held.
+    pub(crate) async fn install(&mut self, document: AuthDocument) -> Result<(), String> {
+        self.file
+            .write(&document)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.held = Some(Held::new(document));
         Ok(())
     }
 
-    async fn refresh(&mut self, base: &Held, now: SystemTime) -> Result<Arc<Held>, Failure> {
-        let Some(refresh_token) = base.document.refresh_token() else {
+    async fn obtain(&mut self, reason: RefreshReason) -> Result<Option<SystemTime>, Failure> {
+        let now = SystemTime::now();
+        let Some(held) = &self.held else {
+            return Err(Failure::Other("not logged in".into()));
+        };
+        if reason == RefreshReason::Proactive && !held.is_stale(now, &self.freshness) {
+            return Ok(held.expires_at);
+        }
+        if self.kind == Kind::Reread {
+            // The re-read, without the lock that would make it mean anything.
+            let disk = self
+                .file
+                .read()
+                .await
+                .map_err(|error| Failure::Other(error.to_string()))?;
+            let decision =
+                policy::decide(&held.document, disk.as_ref(), reason, now, &self.freshness);
+            match (decision, disk) {
+                (Decision::Adopt, Some(disk)) => {
+                    self.adopted += 1;
+                    let adopted = Held::new(disk);
+                    let expires_at = adopted.expires_at;
+                    self.held = Some(adopted);
+                    return Ok(expires_at);
+                }
+                (Decision::Refresh { adopted: true }, Some(disk)) => {
+                    self.adopted += 1;
+                    self.held = Some(Held::new(disk));
+                }
+                // The same credentials; or logged out, or another identity, which the session
+                // ignores: it refreshes its own copy and writes it over the file.
+                _ => {}
+            }
+        }
+        self.refresh(now).await
+    }
+
+    /// Spends the held refresh token and writes the result over `auth.json`, without a lock.
+    async fn refresh(&mut self, now: SystemTime) -> Result<Option<SystemTime>, Failure> {
+        let Some(held) = &self.held else {
+            return Err(Failure::Other("not logged in".into()));
+        };
+        let Some(refresh_token) = held.document.refresh_token() else {
             return Err(Failure::Other("the document holds no refresh token".into()));
         };
         match self.client.refresh(refresh_token).await {
             Ok(response) => {
-                let refreshed = Arc::new(Held::new(response.merge_into(&base.document, now)));
+                let refreshed = Held::new(response.merge_into(&held.document, now));
                 // No lock: whatever another process wrote meanwhile is overwritten.
-                write_unlocked(self.store.auth_path(), &refreshed.document.to_json()).map_err(
-                    |e| {
-                        Failure::Other(format!(
-                            "could not write {}: {e}",
-                            self.store.auth_path().display()
-                        ))
-                    },
-                )?;
+                self.file
+                    .write(&refreshed.document)
+                    .await
+                    .map_err(|error| Failure::Other(error.to_string()))?;
                 self.refreshed += 1;
-                self.held = Some(refreshed.clone());
-                Ok(refreshed)
+                let expires_at = refreshed.expires_at;
+                self.held = Some(refreshed);
+                Ok(expires_at)
             }
             Err(RefreshFailure::Permanent { reason, .. }) => Err(Failure::Permanent(reason)),
             Err(RefreshFailure::Transient { reason, .. }) => Err(Failure::Transient(reason)),
@@ -170,10 +174,13 @@ impl Baseline {
     }
 }
 
-/// A document held in memory, with its times parsed once (as a real session would keep them).
-pub(crate) struct Held {
-    pub(crate) document: AuthDocument,
-    pub(crate) expires_at: Option<SystemTime>,
+/// The document a session holds, with its times parsed once, as a real session keeps them: a
+/// request for fresh credentials then parses nothing, like `coordinated`'s cached snapshot
+/// (the library's `AuthSnapshot`, which only the library builds). Parsing the JWT on every
+/// request would make the baselines' latencies incomparable, not their behaviour different.
+struct Held {
+    document: AuthDocument,
+    expires_at: Option<SystemTime>,
     last_refresh: Option<SystemTime>,
 }
 
@@ -186,27 +193,126 @@ impl Held {
         }
     }
 
-    /// The rule of [`AuthDocument::is_stale`], on the parsed times.
-    pub(crate) fn is_stale(&self, now: SystemTime, freshness: &Freshness) -> bool {
+    /// [`AuthDocument::is_stale`], on the parsed times.
+    fn is_stale(&self, now: SystemTime, freshness: &Freshness) -> bool {
         self.document.tokens.is_some()
             && freshness.is_stale(self.expires_at, self.last_refresh, now)
     }
 }
 
-/// The durable atomic write without any lock: temp file (0600) in the same directory, write,
-/// fsync, rename over `path`, fsync the directory.
-pub(crate) fn write_unlocked(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    // A name authstore's own writer does not treat as its leftover.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".auth.json.baseline.")
-        .suffix(".partial")
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    File::open(dir)?.sync_all()
+/// `auth.json` through an **unlocked** [`FileStore`]: the baselines' only calls into the store,
+/// kept here together (`FileStore::new`, `StoreOptions::unlocked`, `FileStore::read`,
+/// `FileStore::begin`, `Transaction::write`). Unlocked, `begin` takes no lock, so `write` is the
+/// library's durable atomic write (temp file, fsync, rename, fsync the directory) and nothing
+/// more: a reader never sees a torn file, and concurrent writers overwrite each other.
+struct UnlockedFile {
+    home: PathBuf,
+    store: FileStore,
+}
+
+impl UnlockedFile {
+    fn new(home: PathBuf) -> Self {
+        Self {
+            store: FileStore::new(home.clone(), StoreOptions::default().unlocked(true)),
+            home,
+        }
+    }
+
+    /// A plain read: `None` when there is no file.
+    async fn read(&self) -> authstore::Result<Option<AuthDocument>> {
+        self.store.read().await
+    }
+
+    /// Writes `document` over `auth.json`, atomically, without any lock.
+    async fn write(&self, document: &AuthDocument) -> authstore::Result<()> {
+        let mut transaction = self.store.begin().await?;
+        transaction.write(document).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use authstore::authority::AuthorityConfig;
+    use authstore::error::ReloginReason;
+    use authstore::simulator::{Identity, Simulator, SimulatorConfig};
+
+    use super::*;
+
+    /// Two sessions of `kind` that read one stale login at startup, on a fresh authority.
+    async fn two_sessions(kind: Kind) -> (Simulator, tempfile::TempDir, Baseline, Baseline) {
+        let simulator = Simulator::start(SimulatorConfig {
+            family_revocation: true,
+            ..SimulatorConfig::default()
+        })
+        .await
+        .expect("the token authority starts");
+        simulator.set_access_token_lifetime(Duration::from_secs(60));
+        let login = simulator.auth_json(&Identity::new("acct-test", "user-test"));
+        simulator.set_access_token_lifetime(Duration::from_secs(3600));
+        let home = tempfile::tempdir().expect("a temporary home");
+        std::fs::write(home.path().join("auth.json"), login.to_string()).expect("login written");
+        let client = TokenClient::new(AuthorityConfig::default().token_url(simulator.token_url()));
+        // 60 s left is stale for a 5-minute window; refreshed tokens live an hour.
+        let freshness = Freshness::default();
+        let mut sessions =
+            [0, 1].map(|_| Baseline::new(kind, home.path().to_owned(), client.clone(), freshness));
+        for session in &mut sessions {
+            session.load().await.expect("the login is read");
+        }
+        let [first, second] = sessions;
+        (simulator, home, first, second)
+    }
+
+    #[tokio::test]
+    async fn naive_spends_its_own_copy_after_another_session_rotated_it() {
+        let (simulator, _home, mut first, mut second) = two_sessions(Kind::Naive).await;
+        first
+            .credentials()
+            .await
+            .expect("the first session refreshes");
+        let outcome = second.credentials().await;
+        assert!(matches!(
+            outcome,
+            Err(Failure::Permanent(ReloginReason::Reused))
+        ));
+        assert_eq!(simulator.refresh_calls(), 2);
+        assert_eq!(simulator.reuse_rejections(), 1);
+        assert_eq!((first.refreshed, first.adopted), (1, 0));
+        assert_eq!((second.refreshed, second.adopted), (0, 0));
+        simulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn reread_adopts_what_another_session_wrote_when_it_rereads_in_time() {
+        let (simulator, _home, mut first, mut second) = two_sessions(Kind::Reread).await;
+        let refreshed = first
+            .credentials()
+            .await
+            .expect("the first session refreshes");
+        let adopted = second.credentials().await.expect("the second one adopts");
+        assert_eq!(adopted, refreshed, "the same new tokens");
+        assert_eq!(simulator.refresh_calls(), 1);
+        assert_eq!((first.refreshed, first.adopted), (1, 0));
+        assert_eq!((second.refreshed, second.adopted), (0, 1));
+        // Fresh now: neither asks again.
+        first.credentials().await.expect("fresh");
+        second.credentials().await.expect("fresh");
+        assert_eq!(simulator.refresh_calls(), 1);
+        simulator.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn reread_refreshes_its_own_copy_over_a_logout_it_finds() {
+        let (simulator, home, mut session, _) = two_sessions(Kind::Reread).await;
+        std::fs::remove_file(home.path().join("auth.json")).expect("logged out elsewhere");
+        session.credentials().await.expect("it refreshes anyway");
+        assert_eq!(simulator.refresh_calls(), 1);
+        assert!(
+            home.path().join("auth.json").exists(),
+            "the logout is undone"
+        );
+        simulator.shutdown().await;
+    }
 }

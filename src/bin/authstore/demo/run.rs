@@ -15,9 +15,8 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::Strategy;
-use super::histogram::Histogram;
-use super::worker::{DEMO_ACCOUNT, DEMO_USER, WorkerReport};
+use super::protocol::{FromWorker, Histogram, Launch, Mode, Strategy, ToWorker, WorkerReport};
+use super::worker::{DEMO_ACCOUNT, DEMO_USER};
 
 /// How long the workers of one strategy may take to get ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -207,24 +206,17 @@ async fn drive(
         .map_err(|e| e.to_string())?;
     drop(transaction);
 
+    let launch = Launch {
+        duration: settings.duration.as_secs_f64(),
+        refresh_window_ms: u64::try_from(settings.refresh_window.as_millis()).unwrap_or(u64::MAX),
+        pause_min_us: u64::try_from(settings.pause.0.as_micros()).unwrap_or(u64::MAX),
+        pause_max_us: u64::try_from(settings.pause.1.as_micros()).unwrap_or(u64::MAX),
+        login_url: Some(format!("{}/sim/login", simulator.base_url())),
+        ..Launch::new(strategy, Mode::Loop)
+    };
     let mut args: Vec<OsString> = vec!["--codex-home".into(), home.into()];
     args.extend(settings.worker_options.iter().cloned());
-    args.extend(
-        [
-            "demo-worker".to_owned(),
-            format!("--strategy={}", strategy.name()),
-            "--mode=loop".to_owned(),
-            format!("--duration={}", settings.duration.as_secs_f64()),
-            format!(
-                "--refresh-window-ms={}",
-                settings.refresh_window.as_millis()
-            ),
-            format!("--pause-min-us={}", settings.pause.0.as_micros()),
-            format!("--pause-max-us={}", settings.pause.1.as_micros()),
-            format!("--login-url={}/sim/login", simulator.base_url()),
-        ]
-        .map(OsString::from),
-    );
+    args.extend(launch.to_args().into_iter().map(OsString::from));
     let mut workers = Vec::new();
     for _ in 0..settings.processes {
         workers.push(Worker::spawn(exe, &args, &simulator.token_url())?);
@@ -385,12 +377,24 @@ impl Worker {
         }
     }
 
+    /// The next message; a line that is not one stops the worker.
+    async fn message(&mut self, by: Instant, waiting_for: &str) -> Result<FromWorker, String> {
+        let line = self.line(by, waiting_for).await?;
+        match FromWorker::decode(&line) {
+            Ok(message) => Ok(message),
+            Err(error) => {
+                let failure = self.failure(waiting_for).await;
+                Err(format!(
+                    "a worker sent a line that cannot be read ({error}); {failure}"
+                ))
+            }
+        }
+    }
+
     async fn expect_ready(&mut self, by: Instant) -> Result<(), String> {
-        let line = self.line(by, "ready").await?;
-        if line.trim() == "ready" {
-            Ok(())
-        } else {
-            Err("a worker sent something unexpected instead of ready".into())
+        match self.message(by, "ready").await? {
+            FromWorker::Ready {} => Ok(()),
+            other => Err(format!("a worker sent {} instead of ready", other.kind())),
         }
     }
 
@@ -398,7 +402,11 @@ impl Worker {
         let Some(stdin) = self.stdin.as_mut() else {
             return Err("a worker was started twice".into());
         };
-        let sent = stdin.write_all(b"go\n").await.and(stdin.flush().await);
+        let line = format!("{}\n", ToWorker::Go {}.encode());
+        let sent = stdin
+            .write_all(line.as_bytes())
+            .await
+            .and(stdin.flush().await);
         if sent.is_err() {
             return Err(self.failure("the start signal").await);
         }
@@ -406,9 +414,15 @@ impl Worker {
     }
 
     async fn report(mut self, by: Instant) -> Result<WorkerReport, String> {
-        let line = self.line(by, "its report").await?;
-        let report = serde_json::from_str(&line)
-            .map_err(|e| format!("a worker sent a report that cannot be read: {e}"))?;
+        let report = match self.message(by, "its report").await? {
+            FromWorker::Report(report) => report,
+            other => {
+                return Err(format!(
+                    "a worker sent {} instead of its report",
+                    other.kind()
+                ));
+            }
+        };
         self.stdin.take();
         match tokio::time::timeout_at(by, self.child.wait()).await {
             Ok(Ok(status)) if status.success() => Ok(report),

@@ -1,9 +1,10 @@
 //! The worker: one long-lived session of one strategy, run as its own process by the demo and
 //! the benchmarks (`authstore demo-worker`, a hidden command).
 //!
-//! Protocol on stdio: once its session is set up the worker prints `ready`; it starts when it
-//! reads a line on stdin (`go`); at the end it prints one JSON line, a [`WorkerReport`], and exits
-//! 0. Neither line, nor anything on stderr, ever holds a token.
+//! Protocol on stdio (see [`protocol`](super::protocol), shared with the benchmarks): once its
+//! session is set up the worker prints [`FromWorker::Ready`]; it starts when it reads
+//! [`ToWorker::Go`] on stdin; at the end it prints [`FromWorker::Report`] and exits 0. No line,
+//! and nothing on stderr, ever holds a token.
 //!
 //! Modes:
 //! - [`Mode::Loop`] (the demo): ask for credentials in a loop, with a pause of 1 to 5 ms between
@@ -30,28 +31,14 @@ use authstore::error::{Error, ErrorKind, ReloginReason};
 use authstore::simulator::Identity;
 use authstore::store::StoreOptions;
 use authstore::{AuthManager, ManagerOptions};
-use serde::{Deserialize, Serialize};
 
-use super::Strategy;
 use super::baselines::{Baseline, Kind};
-use super::histogram::Histogram;
+use super::protocol::{FromWorker, Mode, Strategy, ToWorker, WorkerReport};
 
 /// The identity every demo login belongs to.
 pub(crate) const DEMO_ACCOUNT: &str = "acct-demo";
 /// See [`DEMO_ACCOUNT`].
 pub(crate) const DEMO_USER: &str = "user-demo";
-
-/// What a worker does once started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Mode {
-    /// Ask for credentials in a loop for the duration (the demo).
-    Loop,
-    /// Ask once (the amplification benchmark).
-    Once,
-    /// Obtain new tokens `count` times (the throughput benchmark).
-    Force,
-}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -78,39 +65,6 @@ pub(crate) struct WorkerEnv {
     pub(crate) home: PathBuf,
     pub(crate) store: StoreOptions,
     pub(crate) authority: AuthorityConfig,
-}
-
-/// What a worker did, printed as one JSON line at the end. Counts only: never a token.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct WorkerReport {
-    pub(crate) pid: u32,
-    /// Requests answered with credentials.
-    pub(crate) served: u64,
-    /// Requests that failed, for any reason.
-    pub(crate) failed: u64,
-    /// Failures that mean "log in again".
-    pub(crate) permanent_failures: u64,
-    /// Of those, `refresh_token_reused` answers that were not recovered.
-    pub(crate) reused: u64,
-    /// Times this session had to log in again (see the module docs).
-    pub(crate) forced_relogins: u64,
-    /// Temporary failures (network, lock deadline).
-    pub(crate) transient_failures: u64,
-    /// Anything else (I/O errors, ...).
-    pub(crate) other_errors: u64,
-    /// The first failure message, for diagnosis (messages never hold a token).
-    pub(crate) first_error: Option<String>,
-    /// Successful refreshes this session made.
-    pub(crate) refreshed: u64,
-    /// Newer credentials adopted from disk instead of refreshing.
-    pub(crate) adopted: u64,
-    /// Whether the last request ended with fresh credentials.
-    pub(crate) fresh_at_end: bool,
-    /// Wall-clock time the `go` line was read, and the run ended (ns since the Unix epoch).
-    pub(crate) go_at_unix_ns: u64,
-    pub(crate) done_at_unix_ns: u64,
-    /// The latency of every served request.
-    pub(crate) latency: Histogram,
 }
 
 /// Why one request for credentials failed.
@@ -163,14 +117,14 @@ impl Session {
         };
         let client = TokenClient::new(env.authority.clone());
         let mut baseline = Baseline::new(kind, env.home.clone(), client, freshness);
-        baseline.load().await.map_err(|e| e.to_string())?;
+        baseline.load().await?;
         Ok(Session::Baseline(Box::new(baseline)))
     }
 
     /// Credentials for one request; returns when they expire.
     async fn credentials(&mut self) -> Result<Option<SystemTime>, Failure> {
         match self {
-            Session::Baseline(session) => Ok(session.credentials().await?.expires_at),
+            Session::Baseline(session) => session.credentials().await,
             Session::Coordinated(manager) => Ok(manager.auth().await?.expires_at()),
         }
     }
@@ -187,7 +141,7 @@ impl Session {
     /// Installs a new login, as a login command would.
     async fn install(&mut self, document: AuthDocument) -> Result<(), String> {
         match self {
-            Session::Baseline(session) => session.install(document),
+            Session::Baseline(session) => session.install(document).await,
             Session::Coordinated(manager) => {
                 manager.reset();
                 manager
@@ -210,12 +164,12 @@ impl Session {
     }
 }
 
-/// Runs a worker: sets up the session, prints `ready`, waits for `go` on stdin, works, prints
-/// its report.
+/// Runs a worker: sets up the session, says [`FromWorker::Ready`], waits for [`ToWorker::Go`]
+/// on stdin, works, says [`FromWorker::Report`].
 ///
 /// # Errors
-/// A message when the session cannot be set up, stdin closes before `go`, or logging in again
-/// fails.
+/// A message when the session cannot be set up, stdin closes or says something else before the
+/// start signal, or logging in again fails.
 pub(crate) async fn run(env: WorkerEnv, config: WorkerConfig) -> Result<(), String> {
     if config.mode == Mode::Force && config.strategy != Strategy::Coordinated {
         // Forcing refreshes through a baseline only measures how fast it revokes its family.
@@ -226,7 +180,7 @@ pub(crate) async fn run(env: WorkerEnv, config: WorkerConfig) -> Result<(), Stri
         Some(url) => Some(Login::new(url.clone())?),
         None => None,
     };
-    say("ready")?;
+    say(&FromWorker::Ready {})?;
     wait_for_go().await?;
 
     let mut report = WorkerReport {
@@ -253,9 +207,7 @@ pub(crate) async fn run(env: WorkerEnv, config: WorkerConfig) -> Result<(), Stri
     }
     report.done_at_unix_ns = unix_nanos();
     (report.refreshed, report.adopted) = session.counts();
-    let line =
-        serde_json::to_string(&report).map_err(|e| format!("cannot encode the report: {e}"))?;
-    say(&line)
+    say(&FromWorker::Report(report))
 }
 
 async fn run_loop(
@@ -374,11 +326,13 @@ impl Login {
     }
 }
 
-/// Waits for the start signal: a line on stdin.
+/// Waits for the start signal: [`ToWorker::Go`] on stdin.
 async fn wait_for_go() -> Result<(), String> {
-    let read = tokio::task::spawn_blocking(|| {
+    let (read, line) = tokio::task::spawn_blocking(|| {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line)
+        std::io::stdin()
+            .read_line(&mut line)
+            .map(|read| (read, line))
     })
     .await
     .map_err(|e| format!("cannot wait for the start signal: {e}"))?
@@ -386,13 +340,16 @@ async fn wait_for_go() -> Result<(), String> {
     if read == 0 {
         return Err("stdin closed before the start signal".into());
     }
-    Ok(())
+    match ToWorker::decode(&line) {
+        Ok(ToWorker::Go {}) => Ok(()),
+        Err(error) => Err(format!("expected the start signal on stdin: {error}")),
+    }
 }
 
-/// Prints one line on stdout and flushes it.
-fn say(line: &str) -> Result<(), String> {
+/// Prints one message on stdout, as one line, and flushes it.
+fn say(message: &FromWorker) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")
+    writeln!(stdout, "{}", message.encode())
         .and_then(|()| stdout.flush())
         .map_err(|e| format!("cannot write to stdout: {e}"))
 }
