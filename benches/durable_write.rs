@@ -41,7 +41,9 @@ fn main() {
     let mut bare = Vec::new();
     for i in 0..iterations + 10 {
         let started = Instant::now();
-        transaction.write(&document).expect("the durable write");
+        runtime
+            .block_on(transaction.write(&document))
+            .expect("the durable write");
         let ours_ns = started.elapsed().as_nanos() as f64;
 
         let started = Instant::now();

@@ -96,7 +96,7 @@ async fn worker_entry() {
         document
             .extra
             .insert("x_counter".into(), json!(counter + 1));
-        transaction.write(&document).unwrap();
+        transaction.write(&document).await.unwrap();
     }
 }
 
@@ -167,7 +167,7 @@ fn the_lock_files_are_private_and_survive_transactions() {
     runtime.block_on(async {
         let mut transaction = store.begin().await.unwrap();
         let document = common::document(common::ALICE, 1, std::time::SystemTime::now(), 3600);
-        transaction.write(&document).unwrap();
+        transaction.write(&document).await.unwrap();
     });
     for name in ["auth.lock", "auth.json.lock", "auth.json"] {
         let mode = std::fs::metadata(home.path().join(name))

@@ -81,9 +81,9 @@ impl Backend {
                 let current = transaction.read().ok().flatten();
                 match document {
                     Some(document) if current.as_ref() != Some(document) => {
-                        transaction.write(document)
+                        transaction.write(document).await
                     }
-                    None if current.is_some() => transaction.remove().map(|_| ()),
+                    None if current.is_some() => transaction.remove().await.map(|_| ()),
                     _ => Ok(()),
                 }
             }
@@ -120,7 +120,7 @@ impl Tx<'_> {
 
     pub(super) async fn write(&mut self, document: &AuthDocument) -> Result<()> {
         match self {
-            Tx::File(transaction) => transaction.write(document),
+            Tx::File(transaction) => transaction.write(document).await,
             #[cfg(feature = "postgres")]
             Tx::Postgres(transaction) => transaction.write(document).await,
         }
@@ -128,7 +128,7 @@ impl Tx<'_> {
 
     pub(super) async fn remove(&mut self) -> Result<bool> {
         match self {
-            Tx::File(transaction) => transaction.remove(),
+            Tx::File(transaction) => transaction.remove().await,
             #[cfg(feature = "postgres")]
             Tx::Postgres(transaction) => transaction.remove().await,
         }

@@ -37,3 +37,23 @@ pub(crate) fn is_lock_unsupported(error: &io::Error) -> bool {
 pub(crate) fn is_readable_by_others(_metadata: &fs::Metadata) -> bool {
     false
 }
+
+/// Whether lock files keep one descriptor per process between transactions (see `lock.rs`).
+/// Not here: stable std exposes no file id to check that a kept handle still names the file the
+/// path names, so lock files are opened per transaction, as before.
+pub(crate) const KEEP_LOCK_DESCRIPTORS: bool = false;
+
+/// Not compared on Windows (see [`KEEP_LOCK_DESCRIPTORS`]); never called there.
+pub(crate) fn same_file(_a: &fs::Metadata, _b: &fs::Metadata) -> bool {
+    true
+}
+
+/// Windows has no `/proc/locks`: the holder note names the holder.
+pub(crate) fn lock_holder_pid(_file: &File) -> Option<u32> {
+    None
+}
+
+/// Not looked up on Windows.
+pub(crate) fn program_name(_pid: u32) -> Option<String> {
+    None
+}

@@ -201,7 +201,10 @@ async fn drive(
         .ok_or("the authority issued an access token without expiry")?;
     let store = FileStore::new(home, StoreOptions::default());
     let mut transaction = store.begin().await.map_err(|e| e.to_string())?;
-    transaction.write(&document).map_err(|e| e.to_string())?;
+    transaction
+        .write(&document)
+        .await
+        .map_err(|e| e.to_string())?;
     drop(transaction);
 
     let mut args: Vec<OsString> = vec!["--codex-home".into(), home.into()];
