@@ -78,9 +78,10 @@ pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
         .sync_all()
         .map_err(|e| Error::io("fsync the temporary file", temp.path(), e))?;
     crash_at("after-fsync");
-    // On failure the temporary file is handed back and removed when dropped.
-    temp.persist(target)
-        .map_err(|e| Error::io("rename the temporary file over", target, e.error))?;
+    // On failure the temporary file is removed. The platform's rename: rename(2) on Unix,
+    // MoveFileExW with write-through on Windows.
+    sys::persist(temp, target)
+        .map_err(|e| Error::io("rename the temporary file over", target, e))?;
     crash_at("after-rename");
     sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
     crash_at("after-dir-fsync");

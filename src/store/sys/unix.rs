@@ -53,6 +53,13 @@ pub(crate) fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
     a.dev() == b.dev() && a.ino() == b.ino()
 }
 
+/// Renames the fully written and fsynced temporary file over `target`: `rename(2)`, atomic. Its
+/// durability comes from fsyncing the directory afterwards ([`sync_dir`]). On failure the
+/// temporary file is removed.
+pub(crate) fn persist(temp: tempfile::NamedTempFile, target: &Path) -> io::Result<File> {
+    temp.persist(target).map_err(|e| e.error)
+}
+
 /// The pid of the process holding the `flock` on `file`'s inode, from `/proc/locks`. For
 /// messages only; `None` when unknown.
 #[cfg(target_os = "linux")]
