@@ -112,12 +112,12 @@ fn parent_dir(target: &Path) -> &Path {
 /// `Transaction::write`).
 pub(crate) fn remove_stale_temp_files_once(auth_path: &Path) {
     static SWEPT: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Default::default);
-    if !SWEPT
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(auth_path.to_owned())
     {
-        return;
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.contains(auth_path) {
+            return;
+        }
+        swept.insert(auth_path.to_owned());
     }
     if let Ok(target) = resolve_target(auth_path) {
         remove_stale_temp_files(&target);
