@@ -475,3 +475,92 @@ mod helpers {
             .map(drop)
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Another open file description of `path` (flock excludes it even in this process).
+    fn other(path: &Path) -> File {
+        sys::open_lock_file(path).unwrap()
+    }
+
+    #[test]
+    fn the_holder_is_named_and_a_replaced_lock_file_is_locked_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.lock");
+        let runtime = runtime();
+        let held = runtime
+            .block_on(acquire_transaction_lock(&path, Duration::from_secs(10)))
+            .unwrap();
+        let holder = read_holder_note(&path).expect("the holder is known");
+        assert!(
+            holder.contains(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
+        assert!(matches!(
+            other(&path).try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+
+        // Replaced by hand between two transactions: the kept descriptor is on the old inode,
+        // and the next transaction must lock the file the path names.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "").unwrap();
+        let held = runtime
+            .block_on(acquire_transaction_lock(&path, Duration::from_secs(10)))
+            .unwrap();
+        assert!(matches!(
+            other(&path).try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other(&path).try_lock().expect("released");
+    }
+
+    #[test]
+    fn a_write_lock_waiter_that_gave_up_never_keeps_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json.lock");
+        let foreign = other(&path);
+        foreign.lock().unwrap();
+        let runtime = runtime();
+        let mut wrote = false;
+        let result = runtime.block_on(with_write_lock(&path, Duration::from_millis(50), || {
+            wrote = true;
+            Ok(())
+        }));
+        assert!(
+            matches!(result, Err(Error::LockTimeout { .. })),
+            "{result:?}"
+        );
+        assert!(!wrote, "nothing is written without the lock");
+
+        // The helper thread is still blocked in flock; once the foreign holder releases, it gets
+        // the lock and must let it go at once: a blocking lock from elsewhere then succeeds.
+        foreign.unlock().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        let next = other(&path);
+        std::thread::spawn(move || sender.send(next.lock().map(|()| next)));
+        let next = receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the abandoned waiter released the lock")
+            .unwrap();
+        next.unlock().unwrap();
+
+        // And the write lock works again.
+        let wrote = runtime
+            .block_on(with_write_lock(&path, Duration::from_secs(10), || Ok(true)))
+            .unwrap();
+        assert!(wrote);
+    }
+}
