@@ -14,9 +14,10 @@
 //!   because the atomic rename replaces its inode.
 //! * Inside one process, transactions are serialized by an async mutex in front of the file lock,
 //!   so a process never contends with itself and waiting tasks hold no thread.
-//! * One descriptor per lock file and process, kept open between transactions (closing a file
-//!   opened for writing would wake every process watching the directory). After acquiring, the
-//!   holder checks that the path still names the locked inode, and reopens when it does not.
+//! * On Unix, one descriptor per lock file and process (for up to 16 lock files), kept open
+//!   between transactions: closing a file opened for writing would wake every process watching
+//!   the directory. After acquiring, the holder checks that the path still names the locked
+//!   inode, and reopens when it does not. On Windows the lock files are opened per transaction.
 //! * The wait is bounded. It starts with a non-blocking attempt; only when the lock is contended
 //!   does a helper thread (from a small pool of this module's, reused between waits) block in the
 //!   kernel on the descriptor, so the waiter wakes the moment the holder releases (no polling)
