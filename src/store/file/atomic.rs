@@ -2,12 +2,15 @@
 //! fsync the file, rename over the target, fsync the directory.
 //!
 //! A crash at any step leaves the old file or the new one, whole. What is *not* promised: a
-//! temporary file may be left behind by a crash (the next writer holding the lock removes it),
+//! temporary file may be left behind by a crash (the next writer holding the lock removes it,
+//! after its own write; so does the first transaction of each process),
 //! and a reader that opened the old file keeps reading the old contents.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
 use crate::error::{Error, Result};
 use crate::failpoint::crash_at;
@@ -75,9 +78,10 @@ pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
         .sync_all()
         .map_err(|e| Error::io("fsync the temporary file", temp.path(), e))?;
     crash_at("after-fsync");
-    // On failure the temporary file is handed back and removed when dropped.
-    temp.persist(target)
-        .map_err(|e| Error::io("rename the temporary file over", target, e.error))?;
+    // On failure the temporary file is removed. The platform's rename: rename(2) on Unix,
+    // MoveFileExW with write-through on Windows.
+    sys::persist(temp, target)
+        .map_err(|e| Error::io("rename the temporary file over", target, e))?;
     crash_at("after-rename");
     sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
     crash_at("after-dir-fsync");
@@ -100,6 +104,23 @@ fn parent_dir(target: &Path) -> &Path {
     match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+/// [`remove_stale_temp_files`] next to what `auth_path` resolves to, the first time a
+/// transaction of this process holds the lock on it; later, writes remove them (see
+/// `Transaction::write`).
+pub(crate) fn remove_stale_temp_files_once(auth_path: &Path) {
+    static SWEPT: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Default::default);
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if swept.contains(auth_path) {
+            return;
+        }
+        swept.insert(auth_path.to_owned());
+    }
+    if let Ok(target) = resolve_target(auth_path) {
+        remove_stale_temp_files(&target);
     }
 }
 

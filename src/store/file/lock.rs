@@ -14,11 +14,24 @@
 //!   because the atomic rename replaces its inode.
 //! * Inside one process, transactions are serialized by an async mutex in front of the file lock,
 //!   so a process never contends with itself and waiting tasks hold no thread.
+//! * On Unix, one descriptor per lock file and process (for up to 16 lock files), kept open
+//!   between transactions: closing a file opened for writing would wake every process watching
+//!   the directory. After acquiring, the holder checks that the path still names the locked
+//!   inode, and reopens when it does not. On Windows the lock files are opened per transaction.
 //! * The wait is bounded. It starts with a non-blocking attempt; only when the lock is contended
-//!   does a thread block in the kernel, so the waiter wakes the moment the holder releases (no
-//!   polling). A holder records its pid, program and start time in `auth.lock` for messages, and
-//!   clears them before it releases. The kernel releases the lock of a holder that dies, so there
-//!   is no stale-lock logic and no lock stealing.
+//!   does a helper thread (from a small pool of this module's, reused between waits) block in the
+//!   kernel on the descriptor, so the waiter wakes the moment the holder releases (no polling)
+//!   and the async runtime's threads never block. A waiter that gives up at its deadline leaves
+//!   the descriptor to the helper thread, which closes it, and so releases the lock, as soon as
+//!   its blocked call returns: a waiter that gave up never holds the lock.
+//! * Who holds the lock is for messages only, never for decisions. On Linux the kernel names the
+//!   holder's pid in `/proc/locks`, which also names holders that write nothing (Codex). Where
+//!   that does not name us for our own lock (no `/proc/locks`, or a filesystem whose inodes it
+//!   shows differently; checked once per process and lock file), the holder writes its pid,
+//!   program and start time into `auth.lock` after acquiring, in place, and blanks them before
+//!   releasing; waiters read that note when `/proc/locks` names nobody.
+//! * The kernel releases the lock of a holder that dies, so there is no stale-lock logic and no
+//!   lock stealing.
 #![allow(clippy::disallowed_methods)] // this module is where the lock calls live
 
 use std::collections::HashMap;
@@ -41,16 +54,33 @@ const NOTE_BYTES: usize = 128;
 /// The holder note written into `auth.lock` is read back at most this long.
 const MAX_NOTE_BYTES: u64 = 512;
 
+/// At most this many lock files keep a descriptor open between transactions; a process that
+/// works on more Codex homes opens the others per transaction.
+const MAX_KEPT_DESCRIPTORS: usize = 16;
+
 /// Per-process mutexes, one per lock path, in front of the file locks.
 static IN_PROCESS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(Default::default);
 
-/// A held `auth.lock`. Dropping it clears the holder note and releases the lock.
+/// The descriptors kept open between transactions, and whether each lock file needs the note.
+static KEPT: LazyLock<Mutex<HashMap<PathBuf, Kept>>> = LazyLock::new(Default::default);
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Not locked, and used by nobody while it is here.
+    file: Option<File>,
+    /// Whether holders of this lock file write the note (`None`: not known yet).
+    note: Option<bool>,
+}
+
+/// A held `auth.lock`. Dropping it clears the holder note (when one was written) and releases
+/// the lock; the descriptor is kept for the next transaction.
 #[derive(Debug)]
 pub(crate) struct TransactionLock {
-    file: File,
+    file: Option<File>,
     path: PathBuf,
     waited: Duration,
+    note: bool,
     _in_process: OwnedMutexGuard<()>,
 }
 
@@ -63,22 +93,65 @@ impl TransactionLock {
 
 impl Drop for TransactionLock {
     fn drop(&mut self) {
+        let Some(mut file) = self.file.take() else {
+            return;
+        };
         // Blank the note while still holding the lock, so that a note seen by a waiter always
         // names the current holder. Overwritten in place, never truncated: truncating a file to
-        // zero makes ext4 flush it on close, which would slow every hand-off. Closing the file
-        // descriptor releases the lock.
-        if let Err(error) = write_note(&mut self.file, "") {
+        // zero makes ext4 flush it on close, which would slow every hand-off.
+        if self.note
+            && let Err(error) = write_note(&mut file, "")
+        {
             tracing::debug!(path = %self.path.display(), %error, "could not clear the lock holder note");
         }
-        let _ = self.file.unlock();
+        release(&self.path, file);
+    }
+}
+
+/// Unlocks `file` and keeps it for the next transaction on `path`.
+fn release(path: &Path, file: File) {
+    if !sys::KEEP_LOCK_DESCRIPTORS || file.unlock().is_err() {
+        // Closing releases it for sure.
+        drop(file);
+        return;
+    }
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(entry) = kept.get_mut(path) {
+        entry.file = Some(file);
+    }
+}
+
+/// A descriptor of the lock file at `path`: the one kept from an earlier transaction, or a new
+/// one (created 0600 when missing).
+fn take_descriptor(path: &Path) -> io::Result<File> {
+    let kept = KEPT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(path)
+        .and_then(|entry| entry.file.take());
+    match kept {
+        Some(file) => Ok(file),
+        None => sys::open_lock_file(path),
+    }
+}
+
+/// Whether `path` still names the inode `file` is open on (a lock on a replaced file excludes
+/// nobody). Errors count as "no": the caller reopens, and reports a real error from there.
+fn still_names(path: &Path, file: &File) -> bool {
+    if !sys::KEEP_LOCK_DESCRIPTORS {
+        return true;
+    }
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(named), Ok(open)) => sys::same_file(&named, &open),
+        _ => false,
     }
 }
 
 /// Acquires `auth.lock` at `path`, waiting at most `deadline`.
 ///
 /// # Errors
-/// [`ErrorKind::LockTimeout`](crate::ErrorKind::LockTimeout) naming the holder when the deadline passes; [`ErrorKind::LockUnsupported`](crate::ErrorKind::LockUnsupported)
-/// when the filesystem cannot lock; [`ErrorKind::Io`](crate::ErrorKind::Io) when the lock file cannot be opened (missing or
+/// A lock timeout naming the holder when the deadline passes; an unsupported-lock error
+/// when the filesystem cannot lock; an I/O error when the lock file cannot be opened (missing or
 /// read-only directory).
 pub(crate) async fn acquire_transaction_lock(
     path: &Path,
@@ -96,9 +169,8 @@ pub(crate) async fn acquire_transaction_lock(
             ));
         }
     };
-
-    let file = sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
     if crate::failpoint::active("lock-unsupported") {
+        sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
         return Err(lock_error(
             path,
             io::Error::new(
@@ -107,24 +179,73 @@ pub(crate) async fn acquire_transaction_lock(
             ),
         ));
     }
-    let file = match file.try_lock() {
-        Ok(()) => file,
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let remaining = deadline.saturating_sub(started.elapsed());
-            wait_for_lock(file, path, remaining, started).await?
+
+    let mut attempts = 0;
+    let file = loop {
+        let file = take_descriptor(path).map_err(|e| Error::io("open the lock file", path, e))?;
+        let file = lock_within(file, path, deadline, started, true).await?;
+        attempts += 1;
+        // Replaced again and again is not something to chase: after three, go on as before.
+        if attempts >= 3 || still_names(path, &file) {
+            break file;
         }
-        Err(std::fs::TryLockError::Error(error)) => return Err(lock_error(path, error)),
+        // The file was replaced (deleted and recreated by hand): lock the one the path names.
+        tracing::debug!(path = %path.display(), "the lock file was replaced; reopening it");
+        let _ = file.unlock();
+        KEPT.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
     };
+    let note = needs_note(path, &file);
     let mut lock = TransactionLock {
-        file,
+        file: Some(file),
         path: path.to_owned(),
         waited: started.elapsed(),
+        note,
         _in_process: guard,
     };
-    if let Err(error) = write_holder_note(&mut lock.file) {
+    if note
+        && let Some(file) = lock.file.as_mut()
+        && let Err(error) = write_holder_note(file)
+    {
         tracing::debug!(path = %path.display(), %error, "could not write the lock holder note");
     }
     Ok(lock)
+}
+
+/// Whether holders of `path` must write the note: decided once per process and lock file,
+/// holding the lock, by looking for ourselves in `/proc/locks`. Also registers `path` for
+/// keeping its descriptor (when there is room).
+fn needs_note(path: &Path, file: &File) -> bool {
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(Kept {
+        note: Some(note), ..
+    }) = kept.get(path)
+    {
+        return *note;
+    }
+    let visible = sys::lock_holder_pid(file) == Some(std::process::id());
+    if kept.len() < MAX_KEPT_DESCRIPTORS || kept.contains_key(path) {
+        kept.entry(path.to_owned()).or_default().note = Some(!visible);
+    }
+    !visible
+}
+
+/// Locks `file` (the lock file at `path`), waiting until `started + deadline` at most. Returns
+/// the descriptor, locked. `patient`: say whom we wait for after [`PATIENCE`].
+async fn lock_within(
+    file: File,
+    path: &Path,
+    deadline: Duration,
+    started: Instant,
+    patient: bool,
+) -> Result<File> {
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            wait_for_lock(file, path, remaining, started, patient).await
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(lock_error(path, error)),
+    }
 }
 
 /// Blocks a helper thread in the kernel's lock call, so that the hand-off is immediate.
@@ -133,22 +254,30 @@ async fn wait_for_lock(
     path: &Path,
     remaining: Duration,
     started: Instant,
+    patient: bool,
 ) -> Result<File> {
-    let holder = read_holder_note(path);
-    tracing::debug!(path = %path.display(), holder = holder.as_deref().unwrap_or("unknown"), "lock contended, waiting");
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let holder = read_holder_note(path);
+        tracing::debug!(path = %path.display(), holder = holder.as_deref().unwrap_or("unknown"), "lock contended, waiting");
+    }
     let (sender, mut receiver) = oneshot::channel();
-    std::thread::Builder::new()
-        .name("authstore-lock-wait".into())
-        .spawn(move || {
-            let result = file.lock().map(|()| file);
-            // When the waiter gave up, the receiver is gone: dropping the file releases the lock.
-            let _ = sender.send(result);
-        })
-        .map_err(|e| Error::io("start a thread to wait for", path, e))?;
+    helpers::run(Box::new(move || {
+        let result = file.lock().map(|()| file);
+        // When the waiter gave up, the receiver is gone and the descriptor comes back (or is
+        // dropped with the channel): closing it releases the lock.
+        drop(sender.send(result));
+    }))
+    .map_err(|e| Error::io("start a thread to wait for", path, e))?;
 
-    let patience = PATIENCE.min(remaining);
+    let timed_out = || Error::lock_timeout(path, started.elapsed(), read_holder_note(path));
+    let patience = if patient {
+        PATIENCE.min(remaining)
+    } else {
+        remaining
+    };
     let result = match tokio::time::timeout(patience, &mut receiver).await {
         Ok(result) => result,
+        Err(_) if !patient => return Err(timed_out()),
         Err(_) => {
             let holder = read_holder_note(path);
             tracing::warn!(
@@ -160,13 +289,7 @@ async fn wait_for_lock(
             );
             match tokio::time::timeout(remaining.saturating_sub(patience), receiver).await {
                 Ok(result) => result,
-                Err(_) => {
-                    return Err(Error::lock_timeout(
-                        path,
-                        started.elapsed(),
-                        read_holder_note(path),
-                    ));
-                }
+                Err(_) => return Err(timed_out()),
             }
         }
     };
@@ -181,29 +304,42 @@ async fn wait_for_lock(
     }
 }
 
-/// Takes `auth.json.lock` for the duration of `write`. Codex holds it only around its own file
-/// write, so contention is brief; we retry without blocking a thread for long.
-pub(crate) fn with_write_lock<T>(
+/// Takes `auth.json.lock` for the duration of `write`, waiting at most `deadline` for it (off
+/// the runtime's threads, as for `auth.lock`). Codex holds it only around its own file write, so
+/// contention is brief.
+///
+/// `write` (the durable write: two fsyncs, about half a millisecond on a quick disk) runs on the
+/// calling task's thread: handing it to another thread would add a thread wake-up to the window
+/// in which a crash loses a rotated token, and nothing else in the process waits for this task's
+/// thread while the transaction holds the lock.
+pub(crate) async fn with_write_lock<T>(
     path: &Path,
     deadline: Duration,
     write: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    let file = sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
     let started = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::lock_timeout(path, started.elapsed(), None));
-            }
-            Err(std::fs::TryLockError::Error(error)) => return Err(lock_error(path, error)),
-        }
+    let file = take_descriptor(path).map_err(|e| Error::io("open the lock file", path, e))?;
+    let file = lock_within(file, path, deadline, started, false).await?;
+    if !still_names(path, &file) {
+        // Replaced by hand: lock the file the path names now. The transaction lock is held, so
+        // this is rare and never a loop in practice; a second replacement is an error.
+        let _ = file.unlock();
+        KEPT.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+        let file =
+            sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
+        let file = lock_within(file, path, deadline, started, false).await?;
+        let result = write();
+        let _ = file.unlock();
+        return result;
     }
     let result = write();
-    let _ = file.unlock();
+    {
+        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < MAX_KEPT_DESCRIPTORS && !kept.contains_key(path) {
+            kept.insert(path.to_owned(), Kept::default());
+        }
+    }
+    release(path, file);
     result
 }
 
@@ -252,14 +388,173 @@ fn write_note(file: &mut File, note: &str) -> io::Result<()> {
     file.write_all(&record)
 }
 
-/// The note the current holder wrote, if any: for messages only, never for decisions.
+/// Who holds the lock at `path`, if known: for messages only, never for decisions. The kernel's
+/// view first (`/proc/locks` on Linux: `pid N (program)`), else the note the holder wrote.
 pub(crate) fn read_holder_note(path: &Path) -> Option<String> {
+    let file = File::open(path).ok()?;
+    if let Some(pid) = sys::lock_holder_pid(&file) {
+        return Some(match sys::program_name(pid) {
+            Some(program) => format!("pid {pid} ({program})"),
+            None => format!("pid {pid}"),
+        });
+    }
     let mut note = String::new();
-    File::open(path)
-        .ok()?
-        .take(MAX_NOTE_BYTES)
-        .read_to_string(&mut note)
-        .ok()?;
+    file.take(MAX_NOTE_BYTES).read_to_string(&mut note).ok()?;
     let note = note.trim();
     (!note.is_empty()).then(|| note.to_owned())
+}
+
+/// The threads that block in the kernel's lock call for waiters: reused between waits (an idle
+/// thread ends after [`helpers::KEEP_ALIVE`]), and not tokio's blocking pool, whose shutdown
+/// would wait for a thread still blocked after its waiter gave up.
+mod helpers {
+    use std::io;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc::{Sender, channel};
+    use std::sync::{LazyLock, Mutex};
+    use std::time::Duration;
+
+    pub(super) type Job = Box<dyn FnOnce() + Send>;
+
+    /// How long an idle helper thread waits for the next wait before it ends.
+    pub(super) const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+    /// One sender per idle thread (with the thread's number), the most recently idle last.
+    static IDLE: LazyLock<Mutex<Vec<Idle>>> = LazyLock::new(Default::default);
+    /// An idle thread: its number, and where to send it the next job.
+    type Idle = (u64, Sender<Job>);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+
+    /// Runs `job` on an idle helper thread, or on a new one.
+    pub(super) fn run(job: Job) -> io::Result<()> {
+        let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let job = match idle {
+            // A thread is removed from IDLE only by whoever hands it a job, or by itself before
+            // it ends (under the lock), so this thread is alive and will take the job.
+            Some((_, thread)) => match thread.send(job) {
+                Ok(()) => return Ok(()),
+                Err(returned) => returned.0,
+            },
+            None => job,
+        };
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        std::thread::Builder::new()
+            .name("authstore-lock-wait".into())
+            .spawn(move || {
+                let mut job = job;
+                loop {
+                    job();
+                    let (sender, receiver) = channel();
+                    IDLE.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((id, sender));
+                    job = match receiver.recv_timeout(KEEP_ALIVE) {
+                        Ok(next) => next,
+                        Err(_) => {
+                            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(at) = idle.iter().position(|(i, _)| *i == id) {
+                                idle.remove(at);
+                                return;
+                            }
+                            drop(idle);
+                            // Someone took this thread just now: its job is on the way.
+                            match receiver.recv() {
+                                Ok(next) => next,
+                                Err(_) => return,
+                            }
+                        }
+                    };
+                }
+            })
+            .map(drop)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Another open file description of `path` (flock excludes it even in this process).
+    fn other(path: &Path) -> File {
+        sys::open_lock_file(path).unwrap()
+    }
+
+    #[test]
+    fn the_holder_is_named_and_a_replaced_lock_file_is_locked_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.lock");
+        let runtime = runtime();
+        let held = runtime
+            .block_on(acquire_transaction_lock(&path, Duration::from_secs(10)))
+            .unwrap();
+        let holder = read_holder_note(&path).expect("the holder is known");
+        assert!(
+            holder.contains(&format!("pid {}", std::process::id())),
+            "{holder}"
+        );
+        assert!(matches!(
+            other(&path).try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+
+        // Replaced by hand between two transactions: the kept descriptor is on the old inode,
+        // and the next transaction must lock the file the path names.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "").unwrap();
+        let held = runtime
+            .block_on(acquire_transaction_lock(&path, Duration::from_secs(10)))
+            .unwrap();
+        assert!(matches!(
+            other(&path).try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        drop(held);
+        other(&path).try_lock().expect("released");
+    }
+
+    #[test]
+    fn a_write_lock_waiter_that_gave_up_never_keeps_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json.lock");
+        let foreign = other(&path);
+        foreign.lock().unwrap();
+        let runtime = runtime();
+        let mut wrote = false;
+        let result = runtime.block_on(with_write_lock(&path, Duration::from_millis(50), || {
+            wrote = true;
+            Ok(())
+        }));
+        assert!(
+            matches!(&result, Err(error) if error.kind() == crate::ErrorKind::LockTimeout),
+            "{result:?}"
+        );
+        assert!(!wrote, "nothing is written without the lock");
+
+        // The helper thread is still blocked in flock; once the foreign holder releases, it gets
+        // the lock and must let it go at once: a blocking lock from elsewhere then succeeds.
+        foreign.unlock().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        let next = other(&path);
+        std::thread::spawn(move || sender.send(next.lock().map(|()| next)));
+        let next = receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the abandoned waiter released the lock")
+            .unwrap();
+        next.unlock().unwrap();
+
+        // And the write lock works again.
+        let wrote = runtime
+            .block_on(with_write_lock(&path, Duration::from_secs(10), || Ok(true)))
+            .unwrap();
+        assert!(wrote);
+    }
 }

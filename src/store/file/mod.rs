@@ -191,13 +191,12 @@ impl FileStore {
         };
         if let Some(lock) = &lock {
             tracing::debug!(path = %self.transaction_lock_path().display(), waited = ?lock.waited(), "transaction lock acquired");
-            // Holding the lock, any temporary file of ours is a crashed writer's. Removed here,
-            // by every holder (a directory scan, microseconds), rather than only by the next
-            // write, which may be long in coming; and not in the write, whose time after a
-            // refresh is the window in which a crash loses the rotated token.
-            if let Ok(target) = atomic::resolve_target(self.auth_path()) {
-                atomic::remove_stale_temp_files(&target);
-            }
+            // Holding the lock, any temporary file of ours is a crashed writer's. Removed by the
+            // first transaction of each process and by every write once it is durable (see
+            // `Transaction::write`): not at every acquisition, where the directory scan would
+            // delay every hand-off, and not before the write, whose time after a refresh is the
+            // window in which a crash loses the rotated token.
+            atomic::remove_stale_temp_files_once(self.auth_path());
         }
         Ok(FileTransaction {
             store: self.clone(),
@@ -281,8 +280,10 @@ impl FileTransaction {
     pub async fn write(&mut self, document: &AuthDocument) -> Result<()> {
         let target = atomic::resolve_target(self.store.auth_path())?;
         let bytes = document.to_json();
-        self.with_write_lock(|| atomic::write_atomically(&target, &bytes))?;
+        self.with_write_lock(|| atomic::write_atomically(&target, &bytes))
+            .await?;
         tracing::debug!(path = %target.display(), "auth.json written atomically");
+        self.remove_stale_temp_files(&target);
         Ok(())
     }
 
@@ -293,7 +294,11 @@ impl FileTransaction {
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) when it cannot be removed.
     pub async fn remove(&mut self) -> Result<bool> {
         let target = atomic::resolve_target(self.store.auth_path())?;
-        self.with_write_lock(|| atomic::remove_durably(&target))
+        let removed = self
+            .with_write_lock(|| atomic::remove_durably(&target))
+            .await?;
+        self.remove_stale_temp_files(&target);
+        Ok(removed)
     }
 
     /// How long this transaction waited for `auth.lock`.
@@ -306,12 +311,20 @@ impl FileTransaction {
         &self.store
     }
 
-    fn with_write_lock<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
+    async fn with_write_lock<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
         if self.lock.is_none() {
             return write();
         }
         let path = self.store.inner.home.join(WRITE_LOCK_FILE);
-        lock::with_write_lock(&path, self.store.inner.options.lock_deadline, write)
+        lock::with_write_lock(&path, self.store.inner.options.lock_deadline, write).await
+    }
+
+    /// Removes what a crashed writer left, after a durable write or removal (only when locked:
+    /// unlocked, another writer's temporary file may be in use).
+    fn remove_stale_temp_files(&self, target: &Path) {
+        if self.lock.is_some() {
+            atomic::remove_stale_temp_files(target);
+        }
     }
 }
 

@@ -42,3 +42,89 @@ pub(crate) fn is_lock_unsupported(error: &io::Error) -> bool {
 pub(crate) fn is_readable_by_others(metadata: &fs::Metadata) -> bool {
     metadata.permissions().mode() & 0o077 != 0
 }
+
+/// Whether lock files keep one descriptor per process between transactions (see `lock.rs`):
+/// here the inode behind a kept descriptor can be compared with what the path names.
+pub(crate) const KEEP_LOCK_DESCRIPTORS: bool = true;
+
+/// Whether two metadata describe the same file (device and inode).
+pub(crate) fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Renames the fully written and fsynced temporary file over `target`: `rename(2)`, atomic. Its
+/// durability comes from fsyncing the directory afterwards ([`sync_dir`]). On failure the
+/// temporary file is removed.
+pub(crate) fn persist(temp: tempfile::NamedTempFile, target: &Path) -> io::Result<File> {
+    temp.persist(target).map_err(|e| e.error)
+}
+
+/// The pid of the process holding the `flock` on `file`'s inode, from `/proc/locks`. For
+/// messages only; `None` when unknown.
+#[cfg(target_os = "linux")]
+pub(crate) fn lock_holder_pid(file: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    holder_in_proc_locks(&locks, u64::from(major), u64::from(minor), meta.ino())
+}
+
+/// Other Unix systems have no `/proc/locks`: the holder note names the holder.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn lock_holder_pid(_file: &File) -> Option<u32> {
+    None
+}
+
+/// The short name of process `pid` (`/proc/PID/comm`), for messages.
+#[cfg(target_os = "linux")]
+pub(crate) fn program_name(pid: u32) -> Option<String> {
+    let name = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Not known without `/proc`.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn program_name(_pid: u32) -> Option<String> {
+    None
+}
+
+/// Finds the holder (not a blocked waiter, shown with `->`) of a `FLOCK` lock on the inode in
+/// the text of `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`, the device in
+/// hexadecimal.
+#[cfg(any(target_os = "linux", test))]
+fn holder_in_proc_locks(locks: &str, major: u64, minor: u64, inode: u64) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        if fields.next()? != "FLOCK" {
+            return None;
+        }
+        let pid: u32 = fields.nth(2)?.parse().ok()?;
+        let mut id = fields.next()?.split(':');
+        let (dev_major, dev_minor, ino) = (id.next()?, id.next()?, id.next()?);
+        let same = u64::from_str_radix(dev_major, 16).ok()? == major
+            && u64::from_str_radix(dev_minor, 16).ok()? == minor
+            && ino.parse::<u64>().ok()? == inode;
+        (same && pid > 0).then_some(pid)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holder_in_proc_locks;
+
+    #[test]
+    fn proc_locks_names_the_holder_not_a_waiter() {
+        let locks = "1: POSIX  ADVISORY  WRITE 77 fd:01:5678 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 999 fd:01:5678 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 4321 08:02:5678 0 EOF\n";
+        assert_eq!(holder_in_proc_locks(locks, 0xfd, 1, 5678), Some(1234));
+        assert_eq!(holder_in_proc_locks(locks, 8, 2, 5678), Some(4321));
+        assert_eq!(holder_in_proc_locks(locks, 8, 2, 1), None);
+        let waiter_only = "2: -> FLOCK  ADVISORY  WRITE 999 fd:01:5678 0 EOF\n";
+        assert_eq!(holder_in_proc_locks(waiter_only, 0xfd, 1, 5678), None);
+    }
+}

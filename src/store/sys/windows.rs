@@ -12,10 +12,78 @@ pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Windows cannot open a directory as a plain file to flush it; `MoveFileEx` with
-/// write-through (used by `std::fs::rename` on NTFS) already makes the rename durable.
+/// Windows cannot open a directory as a plain file to flush it. The rename itself is made
+/// durable instead: [`persist`] calls `MoveFileExW` with `MOVEFILE_WRITE_THROUGH`. A removal
+/// (`remove_durably`, for a logout) has no such flag and is not flushed here.
 pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
+}
+
+/// Renames the fully written and flushed temporary file over `target` with
+/// `MoveFileExW(.., MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)`: the call is documented
+/// not to return until the move is on the disk. (`tempfile`'s own `persist`, and `std::fs::rename`,
+/// pass `MOVEFILE_REPLACE_EXISTING` without write-through, so the rename could still sit in the
+/// cache after they return.) The temporary file stays open, as `tempfile` opens it with
+/// `FILE_SHARE_DELETE`, which a rename needs. On failure the temporary file is removed.
+pub(crate) fn persist(temp: tempfile::NamedTempFile, target: &Path) -> io::Result<File> {
+    // `keep` clears FILE_ATTRIBUTE_TEMPORARY (a file so marked may never reach the disk) and
+    // stops the removal on drop; from here the temporary file is ours to remove on failure.
+    let (file, temp_path) = temp.keep().map_err(|e| e.error)?;
+    match move_file_write_through(&temp_path, target) {
+        Ok(()) => Ok(file),
+        Err(error) => {
+            drop(file);
+            let _ = fs::remove_file(&temp_path);
+            Err(error)
+        }
+    }
+}
+
+fn move_file_write_through(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::windows::ffi::OsStrExt;
+    use windows_sys::Win32::Storage::FileSystem::{
+        MOVEFILE_REPLACE_EXISTING, MOVEFILE_WRITE_THROUGH, MoveFileExW,
+    };
+    let wide = |path: &Path| -> Vec<u16> {
+        path.as_os_str()
+            .encode_wide()
+            .chain(std::iter::once(0))
+            .collect()
+    };
+    let (from, to) = (wide(from), wide(to));
+    // SAFETY: both arguments are NUL-terminated UTF-16 strings that outlive the call.
+    let moved = unsafe {
+        MoveFileExW(
+            from.as_ptr(),
+            to.as_ptr(),
+            MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH,
+        )
+    };
+    if moved == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether lock files keep one descriptor per process between transactions (see `lock.rs`).
+/// Not here: stable std exposes no file id to check that a kept handle still names the file the
+/// path names, so lock files are opened per transaction, as before.
+pub(crate) const KEEP_LOCK_DESCRIPTORS: bool = false;
+
+/// Not compared on Windows (see [`KEEP_LOCK_DESCRIPTORS`]); never called there.
+pub(crate) fn same_file(_a: &fs::Metadata, _b: &fs::Metadata) -> bool {
+    true
+}
+
+/// Windows has no `/proc/locks`: the holder note names the holder.
+pub(crate) fn lock_holder_pid(_file: &File) -> Option<u32> {
+    None
+}
+
+/// Not looked up on Windows.
+pub(crate) fn program_name(_pid: u32) -> Option<String> {
+    None
 }
 
 /// Creates a directory (and its parents); it inherits the user profile's ACL.
