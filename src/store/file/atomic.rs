@@ -74,8 +74,7 @@ pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
         .write_all(bytes)
         .map_err(|e| Error::io("write the temporary file", temp.path(), e))?;
     crash_at("after-write");
-    temp.as_file()
-        .sync_all()
+    sys::sync_file(temp.as_file())
         .map_err(|e| Error::io("fsync the temporary file", temp.path(), e))?;
     crash_at("after-fsync");
     // On failure the temporary file is removed. The platform's rename: rename(2) on Unix,
@@ -147,7 +146,7 @@ pub(crate) fn remove_stale_temp_files(target: &Path) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))] // modes and symlinks; tests/store_platform.rs runs everywhere
 mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};

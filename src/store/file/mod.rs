@@ -5,6 +5,38 @@
 //! `auth.json.lock` around the durable atomic write (see the `lock` module for the protocol and
 //! the lock order). Changes made by other processes are seen through a watch of the directory
 //! (the `watch` module), else by comparing the file's metadata once per look.
+//!
+//! # Per platform
+//!
+//! What each platform does, and how it is verified. Linux runs the whole suite; macOS and Windows
+//! are compiled and linted for (`scripts/cross-check.sh`), and the platform-neutral tests run as
+//! Windows programs under Wine (`scripts/wine-tests.sh`); nothing here runs on macOS.
+//!
+//! - **Locks.** std's `File::lock` everywhere, the call Codex (a Rust program) makes too: `flock`
+//!   on Linux and macOS (APFS and HFS+ support it; it is advisory, per open file, and released
+//!   when the holder dies), `LockFileEx` on Windows, which is a **mandatory** byte-range lock: a
+//!   locked `auth.lock` cannot be read through another handle. Nothing needs to read it: the
+//!   holder note is for messages, and a reader that cannot see it names no holder. That Codex
+//!   locks the same two files was observed with strace on Linux (0.171.0); on macOS and Windows
+//!   it follows from Codex using the same std call on the same paths, not from a run.
+//! - **Durability.** Linux: `fsync` of the file, `rename`, `fsync` of the directory. macOS:
+//!   `fsync` leaves the data in the drive's cache, so the file and the directory are flushed with
+//!   `fcntl(F_FULLFSYNC)`, falling back to `fsync` where a filesystem refuses it (as SQLite
+//!   does). Windows: `FlushFileBuffers`, then `MoveFileExW(MOVEFILE_REPLACE_EXISTING |
+//!   MOVEFILE_WRITE_THROUGH)`; a rename refused because a reader holds `auth.json` open is retried
+//!   with POSIX semantics and then for up to a second (Wine 8.0 refuses it even to a reader that
+//!   allows deletion), because failing there would lose a rotated token. A directory cannot be
+//!   flushed on Windows; NTFS journals the rename.
+//! - **Permissions.** Unix: 0600 files, a 0700 home. Windows: files inherit the ACL of the user's
+//!   profile directory, which already keeps other users out; authstore sets no ACL of its own
+//!   (a documented limit), and `status` does not warn there.
+//! - **The watch.** Linux: inotify on the directory, subscribed only to what replaces or rewrites
+//!   a file. macOS: FSEvents (notify's backend), one stream for the directory with file-level
+//!   events and no added latency; kqueue was not taken because it needs an open descriptor for
+//!   every file in the watched directory. FSEvents may coalesce events: the watch only needs one
+//!   event per change to mark the cache changed, and a re-read finds what changed. Windows:
+//!   `ReadDirectoryChangesW` (notify's backend). Everywhere, a fresh cached token costs no system
+//!   call: the watch thread bumps a counter that `auth()` reads.
 
 mod atomic;
 mod lock;

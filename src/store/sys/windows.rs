@@ -1,6 +1,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Opens (creating when missing) a file for locking. NTFS ACLs, not modes, guard it.
 pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
@@ -29,7 +30,7 @@ pub(crate) fn persist(temp: tempfile::NamedTempFile, target: &Path) -> io::Resul
     // `keep` clears FILE_ATTRIBUTE_TEMPORARY (a file so marked may never reach the disk) and
     // stops the removal on drop; from here the temporary file is ours to remove on failure.
     let (file, temp_path) = temp.keep().map_err(|e| e.error)?;
-    match move_file_write_through(&temp_path, target) {
+    match replace(&temp_path, target) {
         Ok(()) => Ok(file),
         Err(error) => {
             drop(file);
@@ -37,6 +38,44 @@ pub(crate) fn persist(temp: tempfile::NamedTempFile, target: &Path) -> io::Resul
             Err(error)
         }
     }
+}
+
+/// How long a rename keeps trying while a reader holds `auth.json` open in a way that forbids
+/// replacing it.
+const REPLACE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// `MoveFileExW` with write-through, and what to do when the target is open.
+///
+/// A reader that opened `auth.json` without `FILE_SHARE_DELETE`, or any reader on a system or
+/// filesystem without POSIX rename semantics, makes the classic rename fail with
+/// `ERROR_ACCESS_DENIED` or `ERROR_SHARING_VIOLATION` (seen under Wine 8.0 with a reader that
+/// std opened). Failing there would lose a rotated token, so the rename is retried: first with
+/// `std::fs::rename`, which on Windows 10 1607 and later asks for POSIX semantics (the open file
+/// keeps its contents for its readers, the name moves on), then, while the target stays busy,
+/// again every millisecond for at most [`REPLACE_PATIENCE`]: readers hold the file for a read
+/// of a few kilobytes. The wait is bounded, Windows-only, and happens only under contention.
+fn replace(from: &Path, to: &Path) -> io::Result<()> {
+    let started = Instant::now();
+    loop {
+        let error = match move_file_write_through(from, to) {
+            Ok(()) => return Ok(()),
+            Err(error) if is_busy(&error) => error,
+            Err(error) => return Err(error),
+        };
+        match fs::rename(from, to) {
+            Ok(()) => return Ok(()),
+            Err(again) if is_busy(&again) && started.elapsed() < REPLACE_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => return Err(error),
+        }
+    }
+}
+
+/// Whether a rename failed because another handle has the target open.
+fn is_busy(error: &io::Error) -> bool {
+    // ERROR_ACCESS_DENIED, ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION.
+    matches!(error.raw_os_error(), Some(5 | 32 | 33))
 }
 
 fn move_file_write_through(from: &Path, to: &Path) -> io::Result<()> {
@@ -84,6 +123,11 @@ pub(crate) fn lock_holder_pid(_file: &File) -> Option<u32> {
 /// Not looked up on Windows.
 pub(crate) fn program_name(_pid: u32) -> Option<String> {
     None
+}
+
+/// Makes what was written to `file` durable: `FlushFileBuffers`.
+pub(crate) fn sync_file(file: &File) -> io::Result<()> {
+    file.sync_all()
 }
 
 /// Creates a directory (and its parents); it inherits the user profile's ACL.
