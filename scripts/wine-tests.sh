@@ -57,11 +57,17 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])' >target/wine-tests.list
 
+# Not run under Wine: replacing a file that a reader keeps open. Windows 10 and later do it with
+# POSIX rename semantics (std::fs::rename asks for them); Wine 8.0 answers "Access denied" to
+# every rename over an open file, so there the test can only fail. The write's retry while a
+# reader holds the file for a moment is tested (the_durable_write_outlasts_a_reader_...).
+SKIP=(--skip the_durable_write_replaces_a_file_a_reader_holds_open)
+
 status=0
 while read -r exe; do
     name=$(basename "$exe" .exe)
     say "running $name under $(wine --version)"
-    if ! (cd target && timeout 600 wine "$exe") >"target/$name.wine.log" 2>&1; then
+    if ! (cd target && timeout 600 wine "$exe" "${SKIP[@]}") >"target/$name.wine.log" 2>&1; then
         status=1
         say "FAILED: $name (target/$name.wine.log)"
         grep -E "^test .*FAILED|panicked" "target/$name.wine.log" | head -20 >&2 || true

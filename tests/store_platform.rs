@@ -86,6 +86,37 @@ async fn the_durable_write_replaces_a_file_a_reader_holds_open() {
 }
 
 #[tokio::test]
+async fn the_durable_write_outlasts_a_reader_that_holds_the_file_for_a_moment() {
+    let home = tempfile::tempdir().unwrap();
+    let store = store(home.path(), Duration::from_secs(20));
+    let now = SystemTime::now();
+    let new = document(ALICE, 2, now, 3600);
+    store
+        .begin()
+        .await
+        .unwrap()
+        .write(&document(ALICE, 1, now, 3600))
+        .await
+        .unwrap();
+
+    // A reader opens the file, and closes it a moment after the write began. Where the system
+    // refuses to replace an open file (Windows without POSIX rename semantics, Wine), the write
+    // waits it out instead of failing with a rotated token in hand.
+    let path = store.auth_path().to_owned();
+    let (opened, wait_for_open) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let file = File::open(path).unwrap();
+        opened.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(file);
+    });
+    wait_for_open.recv().unwrap();
+    store.begin().await.unwrap().write(&new).await.unwrap();
+    reader.join().unwrap();
+    assert_eq!(store.read().await.unwrap(), Some(new));
+}
+
+#[tokio::test]
 async fn reading_the_holder_note_during_a_transaction_never_fails_a_reader() {
     let home = tempfile::tempdir().unwrap();
     let store = store(home.path(), Duration::from_secs(20));
