@@ -6,6 +6,9 @@
 //! `cargo bench --bench amplification` (add `-- --quick` for N ≤ 16 and one repetition, which
 //! leaves the plots alone; `-- --plot` only redraws `benches/results/*.svg` from the last
 //! results).
+// Unix only (processes, CLOCK_MONOTONIC, flock, a PostgreSQL cluster); elsewhere empty.
+#![cfg_attr(not(unix), no_main)]
+#![cfg(unix)]
 
 mod common;
 

@@ -4,6 +4,9 @@
 //! (one `stat` per call), the fallback where no watch can be set up.
 //!
 //! `cargo bench --bench auth_latency` (add `-- --quick` for fewer batches).
+// Unix only (processes, CLOCK_MONOTONIC, flock, a PostgreSQL cluster); elsewhere empty.
+#![cfg_attr(not(unix), no_main)]
+#![cfg(unix)]
 
 mod common;
 

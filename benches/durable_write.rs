@@ -6,6 +6,9 @@
 //! alternate, so that a slow moment of the disk hits both alike.
 //!
 //! `cargo bench --bench durable_write` (add `-- --quick` for fewer iterations).
+// Unix only (processes, CLOCK_MONOTONIC, flock, a PostgreSQL cluster); elsewhere empty.
+#![cfg_attr(not(unix), no_main)]
+#![cfg(unix)]
 
 mod common;
 

@@ -6,6 +6,9 @@
 //! presented refresh token distinct, no reuse.
 //!
 //! `cargo bench --bench force_throughput` (add `-- --quick` for fewer refreshes and runs).
+// Unix only (processes, CLOCK_MONOTONIC, flock, a PostgreSQL cluster); elsewhere empty.
+#![cfg_attr(not(unix), no_main)]
+#![cfg(unix)]
 
 mod common;
 

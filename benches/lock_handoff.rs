@@ -18,6 +18,9 @@
 //! waiter whose runtime is multi-threaded, as the command-line tool's is.
 //!
 //! `cargo bench --bench lock_handoff` (add `-- --quick` for fewer iterations).
+// Unix only (processes, CLOCK_MONOTONIC, flock, a PostgreSQL cluster); elsewhere empty.
+#![cfg_attr(not(unix), no_main)]
+#![cfg(unix)]
 
 mod common;
 

@@ -16,6 +16,9 @@
 //!
 //! `cargo bench --features postgres --bench pg_amplification` (add `-- --quick` for N ≤ 16 and
 //! one run each). Needs the PostgreSQL server programs (`initdb`, `pg_ctl`), like the tests.
+// Unix only (processes, CLOCK_MONOTONIC, flock, a PostgreSQL cluster); elsewhere empty.
+#![cfg_attr(not(unix), no_main)]
+#![cfg(unix)]
 
 mod common;
 #[allow(dead_code)] // the benchmark uses a part of the tests' cluster helper

@@ -15,6 +15,9 @@
 //!
 //! `cargo bench --features postgres --bench pg_revalidate` (add `-- --quick` for fewer
 //! iterations). Needs the PostgreSQL server programs, like the tests.
+// Unix only (processes, CLOCK_MONOTONIC, flock, a PostgreSQL cluster); elsewhere empty.
+#![cfg_attr(not(unix), no_main)]
+#![cfg(unix)]
 
 mod common;
 
