@@ -12,10 +12,10 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use authstore::authority::AuthorityConfig;
-use authstore::document::{AuthDocument, Freshness, unsigned_jwt};
+use authstore::document::{AuthDocument, Freshness};
 use authstore::{AuthManager, ManagerOptions};
 use serde_json::json;
 
@@ -27,7 +27,7 @@ fn main() {
     let batches = if options.quick { 15 } else { 60 };
     let home = common::scratch_dir("auth-latency-");
     let path = home.path().join("auth.json");
-    std::fs::write(&path, realistic_document().to_json()).expect("auth.json written");
+    std::fs::write(&path, common::realistic_document().to_json()).expect("auth.json written");
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -163,45 +163,4 @@ async fn per_op_async<F: Future<Output = ()>>(iterations: u32, mut op: impl FnMu
         op().await;
     }
     started.elapsed().as_nanos() as f64 / f64::from(iterations)
-}
-
-/// An auth.json the size of a real one (a Codex id token carries many claims), fresh for a year.
-fn realistic_document() -> AuthDocument {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    let auth_claims = json!({
-        "chatgpt_account_id": "3f0b2c9e-5a41-4d7e-9b1a-2c6d8e4f7a10",
-        "chatgpt_user_id": "user-Zk4vQx8rT2mN6pL9sW1yB3cD",
-        "user_id": "user-Zk4vQx8rT2mN6pL9sW1yB3cD",
-        "chatgpt_plan_type": "plus",
-        "chatgpt_subscription_active_start": "2026-01-01T00:00:00+00:00",
-        "chatgpt_subscription_active_until": "2027-01-01T00:00:00+00:00",
-        "organizations": [{"id": "org-7hJk2LmN4pQr6StU8vWx", "is_default": true, "role": "owner", "title": "Personal"}],
-    });
-    let id_token = unsigned_jwt(&json!({
-        "aud": ["app_EMoamEEZ73f0CkXaXp7hrann"], "auth_provider": "google",
-        "email": "someone@example.com", "email_verified": true, "exp": now + 31_536_000,
-        "iat": now, "iss": "https://auth.openai.com", "jti": "0b8c6d1e-2f3a-4b5c-8d7e-9f0a1b2c3d4e",
-        "sub": "google-oauth2|104857392016485739201", "https://api.openai.com/auth": auth_claims,
-    }));
-    let access_token = unsigned_jwt(&json!({
-        "aud": ["https://api.openai.com/v1"], "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
-        "exp": now + 31_536_000, "iat": now, "iss": "https://auth.openai.com",
-        "jti": "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9", "scp": ["openid", "profile", "email", "offline_access"],
-        "sub": "google-oauth2|104857392016485739201", "https://api.openai.com/auth": auth_claims,
-        "https://api.openai.com/profile": {"email": "someone@example.com", "email_verified": true},
-    }));
-    let value = json!({
-        "OPENAI_API_KEY": null,
-        "tokens": {
-            "id_token": id_token,
-            "access_token": access_token,
-            "refresh_token": format!("rt_{}", "x".repeat(60)),
-            "account_id": "3f0b2c9e-5a41-4d7e-9b1a-2c6d8e4f7a10",
-        },
-        "last_refresh": "2026-11-29T14:00:00.000000Z",
-    });
-    AuthDocument::parse(value.to_string().as_bytes()).expect("the fixture parses")
 }

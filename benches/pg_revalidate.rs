@@ -25,9 +25,9 @@ mod common;
 #[allow(dead_code)]
 mod pg;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use authstore::document::{AuthDocument, unsigned_jwt};
+use authstore::document::AuthDocument;
 use authstore::store::postgres::{PgOptions, PgStore};
 use serde_json::json;
 
@@ -46,7 +46,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let document = fixture();
+    let document = common::realistic_document();
     let bytes = document.to_json().len();
 
     let results = runtime.block_on(async {
@@ -153,36 +153,4 @@ fn main() {
 
 fn elapsed_ns(started: Instant) -> f64 {
     started.elapsed().as_nanos() as f64
-}
-
-/// A document shaped like a real ChatGPT login (fake, unsigned tokens).
-fn fixture() -> AuthDocument {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs();
-    let auth = json!({
-        "chatgpt_account_id": "3f0b2c9e-5a41-4d7e-9b1a-2c6d8e4f7a10",
-        "chatgpt_user_id": "user-Qm9vZGxlcyBhcmUgZ3JlYXQ",
-        "chatgpt_plan_type": "pro",
-    });
-    let id_token = unsigned_jwt(&json!({
-        "email": "someone@example.com", "exp": now + 3600, "iat": now,
-        "https://api.openai.com/auth": auth,
-    }));
-    let access_token = unsigned_jwt(&json!({
-        "exp": now + 864_000, "iat": now, "scp": ["openid", "profile", "email", "offline_access"],
-        "https://api.openai.com/auth": auth,
-    }));
-    let value = json!({
-        "OPENAI_API_KEY": null,
-        "tokens": {
-            "id_token": id_token,
-            "access_token": access_token,
-            "refresh_token": format!("rt_{}", "x".repeat(60)),
-            "account_id": "3f0b2c9e-5a41-4d7e-9b1a-2c6d8e4f7a10",
-        },
-        "last_refresh": "2026-11-29T14:00:00.000000Z",
-    });
-    AuthDocument::parse(value.to_string().as_bytes()).expect("the fixture parses")
 }

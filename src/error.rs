@@ -214,15 +214,7 @@ impl Error {
         reason: impl Into<String>,
         source: Option<Box<dyn StdError + Send + Sync>>,
     ) -> Self {
-        let error = Self::new(
-            ErrorKind::Transient,
-            Some(location.into()),
-            Detail::Reason(reason.into()),
-        );
-        match source {
-            Some(source) => error.with_source(source),
-            None => error,
-        }
+        Self::because(ErrorKind::Transient, location.into(), reason.into(), source)
     }
 
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -231,15 +223,23 @@ impl Error {
         reason: impl Into<String>,
         source: Option<Box<dyn StdError + Send + Sync>>,
     ) -> Self {
-        let error = Self::new(
+        Self::because(
             ErrorKind::StoreUnavailable,
-            Some(location.into()),
-            Detail::Reason(reason.into()),
-        );
-        match source {
-            Some(source) => error.with_source(source),
-            None => error,
-        }
+            location.into(),
+            reason.into(),
+            source,
+        )
+    }
+
+    fn because(
+        kind: ErrorKind,
+        location: Location,
+        reason: String,
+        source: Option<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        let mut error = Self::new(kind, Some(location), Detail::Reason(reason));
+        error.inner.source = source;
+        error
     }
 
     /// What kind of error this is.

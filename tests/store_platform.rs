@@ -22,6 +22,11 @@ fn store(home: &std::path::Path, deadline: Duration) -> FileStore {
     FileStore::new(home, StoreOptions::default().lock_deadline(deadline))
 }
 
+/// Writes `document` in a transaction of its own.
+async fn write(store: &FileStore, document: &authstore::document::AuthDocument) {
+    store.begin().await.unwrap().write(document).await.unwrap();
+}
+
 /// A holder outside authstore's own bookkeeping: another handle on `auth.lock`, locked the way
 /// Codex locks it (flock on Unix, LockFileEx on Windows).
 #[allow(clippy::disallowed_methods)] // the test plays another program holding the lock
@@ -65,11 +70,11 @@ async fn the_durable_write_replaces_a_file_a_reader_holds_open() {
     let now = SystemTime::now();
     let old = document(ALICE, 1, now, 3600);
     let new = document(ALICE, 2, now, 3600);
-    store.begin().await.unwrap().write(&old).await.unwrap();
+    write(&store, &old).await;
 
     // A reader (Codex, an editor) has the old file open while the new one is renamed over it.
     let mut reader = File::open(store.auth_path()).unwrap();
-    store.begin().await.unwrap().write(&new).await.unwrap();
+    write(&store, &new).await;
     let mut seen = Vec::new();
     reader.read_to_end(&mut seen).unwrap();
     assert!(
@@ -91,13 +96,7 @@ async fn the_durable_write_outlasts_a_reader_that_holds_the_file_for_a_moment() 
     let store = store(home.path(), Duration::from_secs(20));
     let now = SystemTime::now();
     let new = document(ALICE, 2, now, 3600);
-    store
-        .begin()
-        .await
-        .unwrap()
-        .write(&document(ALICE, 1, now, 3600))
-        .await
-        .unwrap();
+    write(&store, &document(ALICE, 1, now, 3600)).await;
 
     // A reader opens the file, and closes it a moment after the write began. Where the system
     // refuses to replace an open file (Windows without POSIX rename semantics, Wine), the write
@@ -146,18 +145,12 @@ async fn the_manager_notices_a_replacement_written_by_someone_else() {
     let home = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
     let writer = store(home.path(), Duration::from_secs(20));
-    writer
-        .begin()
-        .await
-        .unwrap()
-        .write(&document(ALICE, 1, now, 3600))
-        .await
-        .unwrap();
+    write(&writer, &document(ALICE, 1, now, 3600)).await;
     let manager = AuthManager::new(home.path(), ManagerOptions::default()).unwrap();
     let first = manager.auth().await.unwrap();
 
     let newer = document(ALICE, 2, now, 7200);
-    writer.begin().await.unwrap().write(&newer).await.unwrap();
+    write(&writer, &newer).await;
     let seen = common::eventually(Duration::from_secs(10), async || {
         manager.auth().await.unwrap().document() == &newer
     })

@@ -429,3 +429,45 @@ pub fn done_ms(go: u64, reports: &[WorkerReport]) -> Vec<f64> {
         .map(|r| r.done_at_unix_ns.saturating_sub(go) as f64 / 1e6)
         .collect()
 }
+
+/// An auth.json the size of a real one (a Codex id token carries many claims), fresh for a year.
+pub fn realistic_document() -> authstore::document::AuthDocument {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(std::time::Duration::ZERO)
+        .as_secs();
+    let auth_claims = json!({
+        "chatgpt_account_id": "3f0b2c9e-5a41-4d7e-9b1a-2c6d8e4f7a10",
+        "chatgpt_user_id": "user-Zk4vQx8rT2mN6pL9sW1yB3cD",
+        "user_id": "user-Zk4vQx8rT2mN6pL9sW1yB3cD",
+        "chatgpt_plan_type": "plus",
+        "chatgpt_subscription_active_start": "2026-01-01T00:00:00+00:00",
+        "chatgpt_subscription_active_until": "2027-01-01T00:00:00+00:00",
+        "organizations": [{"id": "org-7hJk2LmN4pQr6StU8vWx", "is_default": true, "role": "owner", "title": "Personal"}],
+    });
+    let id_token = authstore::document::unsigned_jwt(&json!({
+        "aud": ["app_EMoamEEZ73f0CkXaXp7hrann"], "auth_provider": "google",
+        "email": "someone@example.com", "email_verified": true, "exp": now + 31_536_000,
+        "iat": now, "iss": "https://auth.openai.com", "jti": "0b8c6d1e-2f3a-4b5c-8d7e-9f0a1b2c3d4e",
+        "sub": "google-oauth2|104857392016485739201", "https://api.openai.com/auth": auth_claims,
+    }));
+    let access_token = authstore::document::unsigned_jwt(&json!({
+        "aud": ["https://api.openai.com/v1"], "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
+        "exp": now + 31_536_000, "iat": now, "iss": "https://auth.openai.com",
+        "jti": "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9", "scp": ["openid", "profile", "email", "offline_access"],
+        "sub": "google-oauth2|104857392016485739201", "https://api.openai.com/auth": auth_claims,
+        "https://api.openai.com/profile": {"email": "someone@example.com", "email_verified": true},
+    }));
+    let value = json!({
+        "OPENAI_API_KEY": null,
+        "tokens": {
+            "id_token": id_token,
+            "access_token": access_token,
+            "refresh_token": format!("rt_{}", "x".repeat(60)),
+            "account_id": "3f0b2c9e-5a41-4d7e-9b1a-2c6d8e4f7a10",
+        },
+        "last_refresh": "2026-11-29T14:00:00.000000Z",
+    });
+    authstore::document::AuthDocument::parse(value.to_string().as_bytes())
+        .expect("the fixture parses")
+}
