@@ -229,6 +229,53 @@ async fn a_manager_refuses_a_store_whose_idle_timeout_its_token_requests_outlast
     );
 }
 
+#[tokio::test]
+async fn no_retry_starts_that_the_transactions_idle_timeout_could_cut_short() {
+    use authstore::authority::AuthorityConfig;
+    use authstore::simulator::{Fault, Identity, Simulator, SimulatorConfig};
+
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    sim.set_access_token_lifetime(Duration::from_secs(60)); // inside the 5-minute window
+    let login = sim.auth_json(&Identity::new("acct-1", "user-1"));
+    let cluster = Cluster::shared();
+    let database = cluster.create_database("retry_budget");
+    // The server ends a transaction idle for 1.5 s; a token request may take 1 s. A 503 is safe
+    // to retry (the token was not spent), but a retry starting now could still be waiting for
+    // its answer when the server releases the row lock: the rotated token could not be stored.
+    let store = connect(
+        &cluster.url(&database),
+        KEY,
+        options()
+            .token_request_timeout(Duration::from_secs(1))
+            .idle_timeout(Duration::from_millis(1500)),
+    )
+    .await;
+    write_committed(
+        &store,
+        &AuthDocument::parse(login.to_string().as_bytes()).unwrap(),
+    )
+    .await;
+    sim.set_fault(Fault::Status(503));
+    let home = tempfile::tempdir().unwrap();
+    let manager = authstore::AuthManager::with_postgres(
+        home.path(),
+        store,
+        authstore::ManagerOptions::default().authority(
+            AuthorityConfig::from_env()
+                .token_url(sim.token_url())
+                .request_timeout(Duration::from_secs(1)),
+        ),
+    )
+    .unwrap();
+    let error = bounded(manager.auth()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transient, "{}", error.report());
+    assert_eq!(
+        sim.refresh_calls(),
+        1,
+        "no retry (the file store retries a 503 twice: manager_scenarios)"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
 

@@ -161,3 +161,29 @@ async fn the_manager_notices_a_replacement_written_by_someone_else() {
         assert_eq!(manager.stats().metadata_checks, 0, "a watch costs no stat");
     }
 }
+
+#[tokio::test]
+async fn a_watcher_whose_directory_is_removed_keeps_looking_and_sees_the_next_login() {
+    use authstore::changes::{ChangeKind, ChangeWatcher};
+    let root = tempfile::tempdir().unwrap();
+    let home = root.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let store = store(&home, Duration::from_secs(20));
+    let now = SystemTime::now();
+    write(&store, &document(ALICE, 1, now, 3600)).await;
+    let mut watcher = ChangeWatcher::new(store.clone()).await.unwrap();
+
+    std::fs::remove_dir_all(&home).unwrap();
+    let bound = Duration::from_secs(20);
+    let event = tokio::time::timeout(bound, watcher.next()).await.unwrap();
+    assert_eq!(event.unwrap().event, ChangeKind::LoggedOut);
+    // The watch is gone with its directory; the watcher goes on looking, paced: while nothing
+    // changes it reports nothing (a watcher that spun would never let this timeout fire).
+    let quiet = tokio::time::timeout(Duration::from_millis(600), watcher.next()).await;
+    assert!(quiet.is_err(), "no change, no event");
+    std::fs::create_dir(&home).unwrap();
+    write(&store, &document(ALICE, 2, now, 3600)).await;
+    let event = tokio::time::timeout(bound, watcher.next()).await.unwrap();
+    assert_eq!(event.unwrap().event, ChangeKind::LoggedIn);
+    assert!(!watcher.is_watching(), "the lost watch is reported");
+}

@@ -552,7 +552,12 @@ impl AuthManager {
             tracing::debug!("refresh token already rejected for good; not sending it again");
             return Err(self.relogin(reason));
         }
-        match self.refresh_with_retry(&refresh_token).await {
+        // A store that ends an idle transaction (PostgreSQL) must still hold the lock when the
+        // answer comes: no retry starts that could outlast it (a second apart, for the write).
+        let hold_until = transaction
+            .idle_limit()
+            .map(|limit| Instant::now() + limit.saturating_sub(Duration::from_secs(1)));
+        match self.refresh_with_retry(&refresh_token, hold_until).await {
             Ok(response) => {
                 // From here until the store holds it, the rotated token exists only in this
                 // process: a crash now loses it (the one window no client can close). Keep it
@@ -603,14 +608,15 @@ impl AuthManager {
                 ..
             }) => {
                 drop(transaction);
-                tracing::warn!("token refresh failed temporarily: {why}");
-                self.inner.counters.transient_failure();
-                Err(Error::transient(
+                let error = Error::transient(
                     self.location(),
                     why,
                     source
                         .map(|source| Box::new(source) as Box<dyn std::error::Error + Send + Sync>),
-                ))
+                );
+                tracing::warn!("{}", error.report());
+                self.inner.counters.transient_failure();
+                Err(error)
             }
         }
     }
@@ -618,11 +624,17 @@ impl AuthManager {
     /// One refresh request, retried (bounded, jittered) only when the failure proves the token
     /// was not spent: retrying after a timeout could present a token the authority already
     /// rotated, which is the very reuse this crate exists to prevent.
+    ///
+    /// With `hold_until` (the moment the store would end the transaction), an attempt starts
+    /// only if its delay and a whole request timeout fit before it: an answer that arrived after
+    /// the store released the lock could not be stored, and the rotated token would be lost.
     async fn refresh_with_retry(
         &self,
         refresh_token: &Secret,
+        hold_until: Option<Instant>,
     ) -> Result<TokenResponse, RefreshFailure> {
         const RETRY_DELAYS_MS: [u64; 2] = [200, 600];
+        let request_timeout = self.inner.client.config().timeout();
         let mut attempt = 0;
         loop {
             let result = self.inner.client.refresh(refresh_token).await;
@@ -633,6 +645,14 @@ impl AuthManager {
                     ..
                 }) if attempt < RETRY_DELAYS_MS.len() => {
                     let delay = jittered(Duration::from_millis(RETRY_DELAYS_MS[attempt]));
+                    if hold_until
+                        .is_some_and(|until| Instant::now() + delay + request_timeout > until)
+                    {
+                        tracing::info!(
+                            "token refresh failed ({reason}); no time left in the transaction to retry"
+                        );
+                        return result;
+                    }
                     tracing::info!("token refresh failed ({reason}); retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     attempt += 1;

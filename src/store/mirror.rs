@@ -7,13 +7,17 @@
 //! transaction (its locks, its durable atomic write), or removed after a logout.
 //!
 //! The shared store is the truth; the mirror is a copy for readers. Mirroring happens after the
-//! shared store committed, never while its lock is held, and a mirror that cannot be written is
-//! logged, not returned: the credentials are safe in the shared store, and the next change (or
-//! the next read that sees the file differ) mirrors again.
+//! shared store committed, never while its lock is held. Inside the file's lock the shared store
+//! is read again and its newest state is what gets written, so that two processes mirroring at
+//! once leave the newer document, whichever takes the file lock last. A mirror that cannot be
+//! written is logged, not returned: the credentials are safe in the shared store, and the next
+//! change, or the next read that finds the file changed since it was mirrored (someone else
+//! rewrote or removed it), mirrors again.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::file::watch::FileStamp;
 use super::{BoxFuture, ChangeFeed, ChangeOptions, FileStore, Store, Transaction};
 use crate::document::AuthDocument;
 use crate::error::{Location, Result};
@@ -21,27 +25,32 @@ use crate::error::{Location, Result};
 /// A shared store `S` whose document is copied into a local `auth.json` after every change.
 #[derive(Debug)]
 pub struct Mirrored<S> {
-    shared: S,
+    shared: Arc<S>,
     mirror: Arc<Mirror>,
 }
 
 #[derive(Debug)]
 struct Mirror {
     file: FileStore,
-    /// What was last copied into the file, so that an unchanged row costs no file lock. std
-    /// Mutex: nothing awaits while it is held.
-    last: Mutex<Option<Option<AuthDocument>>>,
+    /// The shared store again, read inside the file's lock.
+    shared: Arc<dyn Store>,
+    /// What was last copied into the file, and the file's metadata right after, so that an
+    /// unchanged row over an untouched file costs one `stat` and no lock. std Mutex: nothing
+    /// awaits while it is held.
+    last: Mutex<Option<(Option<AuthDocument>, Option<FileStamp>)>>,
 }
 
-impl<S: Store> Mirrored<S> {
+impl<S: Store + 'static> Mirrored<S> {
     /// `shared`, mirrored into the `auth.json` of `file`.
     pub fn new(shared: S, file: FileStore) -> Self {
+        let shared = Arc::new(shared);
         Self {
-            shared,
             mirror: Arc::new(Mirror {
                 file,
+                shared: shared.clone(),
                 last: Mutex::new(None),
             }),
+            shared,
         }
     }
 
@@ -57,30 +66,41 @@ impl<S: Store> Mirrored<S> {
 }
 
 impl Mirror {
-    /// Makes the local file hold `document` (or no file), unless it was already copied.
+    /// Makes the local file hold what the shared store holds, `document` having been seen
+    /// there last; nothing to do when that was copied already and the file is as it was left.
     async fn copy(&self, document: Option<&AuthDocument>) {
         {
             let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-            if last.as_ref().is_some_and(|last| last.as_ref() == document) {
+            if let Some((copied, stamp)) = last.as_ref()
+                && copied.as_ref() == document
+                && FileStamp::of(self.file.auth_path()) == *stamp
+            {
                 return;
             }
         }
         let result = async {
             self.file.ensure_home()?;
             let mut transaction = self.file.begin().await?;
+            // Read again under the file's lock: a process that saw an older row must not write
+            // it over a newer copy another process just made.
+            let latest = self.shared.read().await?;
             let current = transaction.read().await.ok().flatten();
-            match document {
-                Some(document) if current.as_ref() != Some(document) => {
-                    transaction.write(document).await
+            match &latest {
+                Some(latest) if current.as_ref() != Some(latest) => {
+                    transaction.write(latest).await?;
                 }
-                None if current.is_some() => transaction.remove().await.map(|_| ()),
-                _ => Ok(()),
+                None if current.is_some() => {
+                    transaction.remove().await?;
+                }
+                _ => {}
             }
+            let stamp = FileStamp::of(self.file.auth_path());
+            Ok::<_, crate::Error>((latest, stamp))
         }
         .await;
         match result {
-            Ok(()) => {
-                *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(document.cloned());
+            Ok(copied) => {
+                *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(copied);
             }
             Err(error) => tracing::warn!(
                 "could not mirror the shared credentials into {}: {}",
@@ -91,7 +111,7 @@ impl Mirror {
     }
 }
 
-impl<S: Store> Store for Mirrored<S> {
+impl<S: Store + 'static> Store for Mirrored<S> {
     fn location(&self) -> Location {
         self.shared.location()
     }
@@ -176,5 +196,9 @@ impl Transaction for MirroredTransaction {
 
     fn lock_wait(&self) -> Duration {
         self.inner.lock_wait()
+    }
+
+    fn idle_limit(&self) -> Option<Duration> {
+        self.inner.idle_limit()
     }
 }

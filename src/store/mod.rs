@@ -122,6 +122,14 @@ pub trait Transaction: fmt::Debug + Send {
 
     /// How long taking the lock took.
     fn lock_wait(&self) -> Duration;
+
+    /// How long this transaction may sit without a statement before the store ends it and
+    /// releases its lock (PostgreSQL's idle timeout); `None` when it may be held indefinitely
+    /// (the file store: the lock lasts as long as the process holds it). A caller that spends
+    /// a refresh token inside the transaction must be done, retries included, within it.
+    fn idle_limit(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// How a [`ChangeFeed`] is set up.

@@ -85,7 +85,10 @@ impl ChangeFeed for FileChanges {
                         notified.await;
                     }
                 }
-                _ => {
+                // The watch is gone (its directory was removed or moved): every look now
+                // re-reads, and a waiter is paced like one without a watch, never spun.
+                FileChanges::Watched { .. } => tokio::time::sleep(POLL_INTERVAL).await,
+                FileChanges::Stat { .. } => {
                     while !self.changed_since(mark) {
                         tokio::time::sleep(POLL_INTERVAL).await;
                     }
@@ -226,7 +229,8 @@ mod linux {
             }
             let stop = Arc::new(AtomicBool::new(false));
             let stopping = stop.clone();
-            let mut remaining = descriptors.len();
+            let descriptors_at_start = descriptors.len();
+            let mut remaining = descriptors_at_start;
             std::thread::Builder::new()
                 .name("authstore-watch".into())
                 .spawn(move || {
@@ -243,13 +247,17 @@ mod linux {
                             }
                         };
                         let mut changed = false;
+                        let mut moved_away = false;
                         for event in events {
                             if event.mask.contains(EventMask::IGNORED) {
                                 remaining = remaining.saturating_sub(1);
                             }
+                            // A watched directory that was moved keeps its watch under its new
+                            // name: events for the path that now stands in its place would never
+                            // come.
+                            moved_away |= event.mask.contains(EventMask::MOVE_SELF);
                             changed |= event.mask.contains(EventMask::Q_OVERFLOW)
                                 || event.mask.contains(EventMask::DELETE_SELF)
-                                || event.mask.contains(EventMask::MOVE_SELF)
                                 || event.name.is_some_and(|n| names.iter().any(|m| m == n));
                         }
                         if stopping.load(Ordering::Acquire) {
@@ -258,8 +266,9 @@ mod linux {
                         if changed {
                             signal.changed();
                         }
-                        if remaining == 0 {
-                            // The watched directory went away: no more events will come.
+                        if remaining < descriptors_at_start || moved_away {
+                            // A watched directory went away or moved: the watch can no longer
+                            // see every change. From now on every look re-reads.
                             signal.lost();
                             return;
                         }

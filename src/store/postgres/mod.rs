@@ -840,6 +840,10 @@ impl Transaction for PgTransaction {
     fn lock_wait(&self) -> Duration {
         PgTransaction::lock_wait(self)
     }
+
+    fn idle_limit(&self) -> Option<Duration> {
+        Some(self.store.inner.options.idle_timeout)
+    }
 }
 
 fn validate_key(key: &str) -> Result<()> {

@@ -96,7 +96,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
                 };
                 report.line(
                     "waiting",
-                    json!({"reason": error.to_string(), "retry_in_secs": wait.as_secs_f64()}),
+                    json!({"reason": error.report().to_string(), "retry_in_secs": wait.as_secs_f64()}),
                 );
                 wait
             }
