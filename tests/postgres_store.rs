@@ -276,6 +276,29 @@ async fn no_retry_starts_that_the_transactions_idle_timeout_could_cut_short() {
     );
 }
 
+#[tokio::test]
+async fn a_row_changed_by_hand_without_its_generation_is_read_anew() {
+    let cluster = Cluster::shared();
+    let database = cluster.create_database("by_hand");
+    let store = connect(&cluster.url(&database), KEY, options()).await;
+    write_committed(&store, &fixture(1)).await;
+    assert_eq!(bounded(store.read()).await.unwrap(), Some(fixture(1)));
+
+    // An operator restores an older document by hand; the generation stays as it was.
+    let text = String::from_utf8(fixture(2).to_json()).unwrap();
+    cluster.psql(
+        &database,
+        &format!(
+            "UPDATE authstore_credentials SET document = $doc${text}$doc$ WHERE key = '{KEY}'"
+        ),
+    );
+    assert_eq!(
+        bounded(store.read()).await.unwrap(),
+        Some(fixture(2)),
+        "the remembered document is not trusted once the row's version moved"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures.
 

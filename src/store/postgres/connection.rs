@@ -53,8 +53,14 @@ const STATEMENTS: usize = 7;
 impl Sql {
     fn text(self) -> &'static str {
         match self {
-            Sql::Read => "SELECT document, generation FROM authstore_credentials WHERE key = $1",
-            Sql::Generation => "SELECT generation FROM authstore_credentials WHERE key = $1",
+            // `xmin` (the row version's transaction) changes with every new version of the row, also
+            // one written by hand or restored from a backup without bumping the generation.
+            Sql::Read => {
+                "SELECT document, generation, xmin::text FROM authstore_credentials WHERE key = $1"
+            }
+            Sql::Generation => {
+                "SELECT generation, xmin::text FROM authstore_credentials WHERE key = $1"
+            }
             Sql::LockRow => {
                 "SELECT document, generation FROM authstore_credentials WHERE key = $1 FOR UPDATE"
             }

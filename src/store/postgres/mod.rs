@@ -221,8 +221,9 @@ struct Inner {
     options: PgOptions,
     /// The kept idle connection. std Mutex, because nothing awaits while it is held.
     idle: Mutex<Option<Conn>>,
-    /// The last document read without locking, and the row's generation then.
-    seen: Mutex<Option<(u64, Option<AuthDocument>)>>,
+    /// The last document read without locking, and the row's version (generation and `xmin`)
+    /// then; `None` as the version when the key had no row.
+    seen: Mutex<Option<(Option<(u64, String)>, Option<AuthDocument>)>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -315,31 +316,48 @@ impl PgStore {
 
     /// Reads the document without locking; `None` when logged out.
     ///
-    /// The store remembers the last document it read with the row's generation: while the
-    /// generation is unchanged, a read asks only for the generation (`SELECT generation`, a few
-    /// bytes) and returns the remembered document; only a changed row is fetched and parsed.
+    /// The store remembers the last document it read with the row's version (its generation and
+    /// `xmin`, which every new version of the row changes, even one written by hand): while the
+    /// version is unchanged, a read asks only for it (`SELECT generation, xmin`, a few bytes) and
+    /// returns the remembered document; only a changed row is fetched and parsed.
     ///
     /// # Errors
     /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable),
     /// [`ErrorKind::InvalidFile`](crate::ErrorKind::InvalidFile).
     pub async fn read(&self) -> Result<Option<AuthDocument>> {
         let seen = lock(&self.inner.seen).clone();
-        if let Some((seen_generation, document)) = seen
-            && self.generation().await? == seen_generation
+        if let Some((seen_version, document)) = seen
+            && self.row_version().await? == seen_version
         {
             return Ok(document);
         }
         let row = self.query_unlocked(Sql::Read).await?;
-        let (text, number) = match row {
+        let (text, version) = match row {
             Some(row) => row
                 .try_get::<_, Option<String>>(0)
-                .and_then(|text| Ok((text, row.try_get::<_, i64>(1)?)))
+                .and_then(|text| {
+                    let version = (generation(row.try_get::<_, i64>(1)?), row.try_get(2)?);
+                    Ok((text, Some(version)))
+                })
                 .map_err(|e| self.unavailable(format!("unexpected row: {e}")))?,
-            None => (None, 0),
+            None => (None, None),
         };
         let document = self.parse(text.as_deref())?;
-        *lock(&self.inner.seen) = Some((generation(number), document.clone()));
+        *lock(&self.inner.seen) = Some((version, document.clone()));
         Ok(document)
+    }
+
+    /// The row's version: its generation and `xmin`; `None` when the key has no row.
+    async fn row_version(&self) -> Result<Option<(u64, String)>> {
+        let row = self.query_unlocked(Sql::Generation).await?;
+        row.map(|row| {
+            Ok((
+                generation(row.try_get::<_, i64>(0)?),
+                row.try_get::<_, String>(1)?,
+            ))
+        })
+        .transpose()
+        .map_err(|e: tokio_postgres::Error| self.unavailable(format!("unexpected row: {e}")))
     }
 
     /// The row's generation, bumped by every write and logout; 0 when the key was never
