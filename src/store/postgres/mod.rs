@@ -204,6 +204,9 @@ impl PgOptions {
     }
 }
 
+/// A version of the credential row: its generation and `xmin`.
+type RowVersion = (u64, String);
+
 /// One credential key in a PostgreSQL database. A cheap `Clone` handle: clones share the kept
 /// connection.
 #[derive(Clone)]
@@ -223,7 +226,7 @@ struct Inner {
     idle: Mutex<Option<Conn>>,
     /// The last document read without locking, and the row's version (generation and `xmin`)
     /// then; `None` as the version when the key had no row.
-    seen: Mutex<Option<(Option<(u64, String)>, Option<AuthDocument>)>>,
+    seen: Mutex<Option<(Option<RowVersion>, Option<AuthDocument>)>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -348,7 +351,7 @@ impl PgStore {
     }
 
     /// The row's version: its generation and `xmin`; `None` when the key has no row.
-    async fn row_version(&self) -> Result<Option<(u64, String)>> {
+    async fn row_version(&self) -> Result<Option<RowVersion>> {
         let row = self.query_unlocked(Sql::Generation).await?;
         row.map(|row| {
             Ok((
