@@ -162,6 +162,10 @@ async fn the_manager_notices_a_replacement_written_by_someone_else() {
     }
 }
 
+// Linux: inotify reports the watched directory's removal. On Windows a directory that a watch
+// holds open stays "delete pending" and cannot be created again until the watch lets go, so the
+// scenario does not arise there in this form.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_watcher_whose_directory_is_removed_keeps_looking_and_sees_the_next_login() {
     use authstore::changes::{ChangeKind, ChangeWatcher};
