@@ -369,14 +369,10 @@ impl PgStore {
     /// # Errors
     /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
     pub async fn generation(&self) -> Result<u64> {
-        let row = self.query_unlocked(Sql::Generation).await?;
-        match row {
-            Some(row) => row
-                .try_get::<_, i64>(0)
-                .map(generation)
-                .map_err(|e| self.unavailable(format!("unexpected row: {e}"))),
-            None => Ok(0),
-        }
+        Ok(self
+            .row_version()
+            .await?
+            .map_or(0, |(generation, _)| generation))
     }
 
     /// Starts a transaction holding the row lock (bounded by the lock timeout).
