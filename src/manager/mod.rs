@@ -9,6 +9,7 @@
 //! The manager works on any [`Store`] through its interface alone: it never
 //! asks which backend it runs on.
 
+mod headers;
 mod stats;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast;
 
+pub use headers::RequestHeaders;
 use stats::Counters;
 pub use stats::Stats;
 
@@ -80,6 +82,13 @@ impl AuthSnapshot {
     /// When the access token expires, when readable.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
+    }
+
+    /// The headers to send with a request made with these credentials (`Authorization: Bearer`,
+    /// and `ChatGPT-Account-Id` when the account is known); `None` for API-key-only auth.
+    pub fn request_headers(&self) -> Option<RequestHeaders> {
+        let token = self.access_token()?;
+        Some(RequestHeaders::new(token, self.account_id()))
     }
 
     /// The id token's claims (email, plan, ...).
