@@ -318,3 +318,98 @@ async fn without_a_known_expiry_the_age_rule_decides_and_no_expiry_is_printed() 
         "recently refreshed tokens are kept"
     );
 }
+
+/// The wrapper script the README shows for Bazel, taken from the README itself.
+#[cfg(unix)]
+fn readme_bazel_wrapper() -> String {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("#!/bin/sh\n  # authstore-helper")
+        .expect("the README shows the Bazel wrapper");
+    let script = &readme[start..];
+    let end = script.find("```").expect("the script's code block ends");
+    // The block is indented under its list item.
+    script[..end]
+        .lines()
+        .map(|line| line.strip_prefix("  ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bazel_runs_the_readme_wrapper_as_helper_get_with_the_request_on_stdin() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+
+    let env = Env::new().await;
+    login_with_lifetime(&env, &alice(), Duration::from_secs(3600));
+    let access = token_on_disk(&env, "access_token");
+    let tools = tempfile::tempdir().unwrap();
+    let helper = tools.path().join("authstore-helper");
+    std::fs::write(&helper, readme_bazel_wrapper()).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // `authstore` as the user would have it: on PATH.
+    std::os::unix::fs::symlink(bin(), tools.path().join("authstore")).unwrap();
+    let path = format!(
+        "{}:{}",
+        tools.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let helper_command = |arg: &str| {
+        let mut command = tokio::process::Command::new(&helper);
+        command
+            .arg(arg)
+            .env("PATH", &path)
+            .env("CODEX_HOME", env.home())
+            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", env.sim.token_url())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    };
+    let mut get = helper_command("get").spawn().unwrap();
+    let mut stdin = get.stdin.take().unwrap();
+    stdin
+        .write_all(br#"{"uri": "https://gateway.example.com/v1/models"}"#)
+        .await
+        .unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(BOUND, get.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_success(&output);
+    let response: BazelResponse = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(
+        response.headers["Authorization"],
+        [format!("Bearer {access}")]
+    );
+    assert_eq!(rfc3339(&response.expires.unwrap()), exp_of(&access));
+
+    // Another command (a future protocol version) is refused, not answered with credentials.
+    let mut other = helper_command("list").spawn().unwrap();
+    drop(other.stdin.take());
+    let output = tokio::time::timeout(BOUND, other.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authstore_itself_is_not_a_bazel_helper_without_the_wrapper() {
+    let env = Env::new().await;
+    login_with_lifetime(&env, &alice(), Duration::from_secs(3600));
+    let output = env.run(&["get"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "`authstore get` is not a command"
+    );
+    assert!(output.stdout.is_empty());
+}
