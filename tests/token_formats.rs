@@ -89,9 +89,10 @@ fn token_on_disk(env: &Env, field: &str) -> String {
 }
 
 /// Runs `token` with `args`, expecting success; returns stdout. Also checks that neither the
-/// refresh token nor the id token is anywhere in the output (stdout or stderr).
+/// refresh token nor the id token is anywhere in the output (stdout, or stderr at the most
+/// verbose log level).
 async fn token(env: &Env, args: &[&str]) -> String {
-    let mut all = vec!["token"];
+    let mut all = vec!["-vvv", "token"];
     all.extend_from_slice(args);
     let output = env.run(&all).await;
     assert_success(&output);
@@ -412,4 +413,19 @@ async fn authstore_itself_is_not_a_bazel_helper_without_the_wrapper() {
         "`authstore get` is not a command"
     );
     assert!(output.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_valid_beyond_the_tokens_lifetime_refreshes_and_says_so() {
+    let env = Env::new().await;
+    // Tokens live an hour; asking for two hours cannot be met.
+    let before = login_with_lifetime(&env, &alice(), Duration::from_secs(3600));
+    let output = env.run(&["token", "--min-valid", "7200"]).await;
+    assert_success(&output);
+    assert_eq!(env.sim.refresh_calls(), 1);
+    let printed = stdout(&output);
+    assert!(printed != before["tokens"]["access_token"].as_str().unwrap());
+    assert_eq!(printed, token_on_disk(&env, "access_token"));
+    let warning = String::from_utf8_lossy(&output.stderr);
+    assert!(warning.contains("--min-valid 7200"), "{warning}");
 }
