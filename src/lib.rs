@@ -112,4 +112,4 @@ pub mod simulator;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
-pub use manager::{AuthEvent, AuthManager, AuthSnapshot, ManagerOptions};
+pub use manager::{AuthEvent, AuthManager, AuthSnapshot, ManagerOptions, RequestHeaders};

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use authstore::document::Freshness;
 use authstore::error::Error;
-use authstore::manager::RequestHeaders;
-use authstore::{AuthSnapshot, secret::Secret};
+use authstore::secret::Secret;
+use authstore::{AuthSnapshot, RequestHeaders};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
