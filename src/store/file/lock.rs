@@ -1,4 +1,5 @@
-//! The two advisory locks shared with Codex, and the only module that calls lock syscalls.
+//! The two advisory locks shared with Codex (and the agent's own), and the only module that calls
+//! lock syscalls.
 //!
 //! # Protocol
 //!
@@ -32,6 +33,10 @@
 //!   releasing; waiters read that note when `/proc/locks` names nobody.
 //! * The kernel releases the lock of a holder that dies, so there is no stale-lock logic and no
 //!   lock stealing.
+//! * `authstore-agent.lock` is authstore's own **agent lock**, unknown to Codex and never taken
+//!   together with the two above: the active `authstore agent` holds it for its life, a standby
+//!   waits for it without a deadline (on a helper thread, as above), and `status` asks whether it
+//!   is held ([`holding`]). The `presence` module states what it is for.
 #![allow(clippy::disallowed_methods)] // this module is where the lock calls live
 
 use std::collections::HashMap;
