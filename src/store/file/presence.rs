@@ -16,9 +16,9 @@
 //!   (one fixed-size record at offset 0, never truncated, the descriptor kept open) rather than
 //!   replaced: no fsync, no new inode, and no event for the directory watch of other authstore
 //!   processes (which on Linux listens for creations, renames and close-after-write only).
-//! * [`FileStore::agent`] is how `status` (and anything else) learns who keeps the home fresh:
-//!   the note counts only while the agent lock is held, so a stopped or killed agent is never
-//!   reported. On Linux the kernel names the holder (`/proc/locks`) and the note must name the
+//! * [`FileStore::active_agent`] is how `status` (and anything else) learns who keeps the home
+//!   fresh: the note counts only while the agent lock is held, so a stopped or killed agent is
+//!   never reported. On Linux the kernel names the holder (`/proc/locks`) and the note must name the
 //!   same pid; elsewhere a shared try-lock tells whether the lock is held, and the note is
 //!   trusted as the holder's (a new agent writes it microseconds after taking the lock).
 //! * A reader can race the in-place rewrite and read a mix of two records: the record is padded
@@ -199,7 +199,7 @@ impl FileStore {
     /// agent lock is held (and, where the kernel names the holder, only when the note names
     /// the same process). Reads two small files and locks nothing for longer than a try;
     /// changes nothing.
-    pub fn agent(&self) -> Option<AgentPresence> {
+    pub fn active_agent(&self) -> Option<AgentPresence> {
         let pid = match lock::holding(&self.agent_lock_path()) {
             Holding::Free => return None,
             Holding::Held { pid } => pid,
@@ -256,18 +256,18 @@ mod tests {
     fn the_note_names_the_agent_only_while_it_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path().join("home"), StoreOptions::default());
-        assert_eq!(store.agent(), None, "no home, no agent");
+        assert_eq!(store.active_agent(), None, "no home, no agent");
 
         let mut agent = store
             .try_become_agent()
             .unwrap()
             .expect("the first is active");
-        let seen = store.agent().expect("the active agent is seen");
+        let seen = store.active_agent().expect("the active agent is seen");
         assert_eq!(seen.pid, std::process::id());
         assert_eq!(seen.next_check, None);
         let next = SystemTime::now() + Duration::from_secs(30);
         agent.set_next_check(Some(next));
-        let seen = store.agent().unwrap();
+        let seen = store.active_agent().unwrap();
         // Written to the microsecond.
         let drift = next
             .duration_since(seen.next_check.unwrap())
@@ -280,7 +280,7 @@ mod tests {
         drop(agent);
         // The note stays on disk, but nobody holds the lock: no agent.
         assert!(store.agent_note_path().exists());
-        assert_eq!(store.agent(), None);
+        assert_eq!(store.active_agent(), None);
     }
 
     #[test]
@@ -303,7 +303,7 @@ mod tests {
             })
             .expect("taken over once released")
             .unwrap();
-        assert_eq!(store.agent().as_ref(), Some(second.presence()));
+        assert_eq!(store.active_agent().as_ref(), Some(second.presence()));
     }
 
     #[test]

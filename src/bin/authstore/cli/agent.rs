@@ -83,7 +83,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
                 report.line(
                     "standby",
                     json!({
-                        "active_pid": home.agent().map(|agent| agent.pid),
+                        "active_pid": home.active_agent().map(|agent| agent.pid),
                         "lock": home.agent_lock_path().display().to_string(),
                     }),
                 );

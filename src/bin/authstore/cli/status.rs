@@ -53,7 +53,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         );
     }
     // The agent lock is the local home's, with --store too.
-    let agent = local.agent();
+    let agent = local.active_agent();
     let now = SystemTime::now();
     let logged_in = is_logged_in(document.as_ref());
     let identity = document.as_ref().map(|d| d.identity()).unwrap_or_default();
