@@ -29,8 +29,13 @@ use authstore::simulator::Identity;
 use common::agent_process::{Agent, status_json};
 use common::binary::*;
 
-/// Where Debian's `faketime` package puts the library (the thread-safe build).
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+/// Where Debian's `faketime` package puts the library (the thread-safe build), per architecture.
+fn libfaketime_path() -> PathBuf {
+    let arch = std::env::consts::ARCH;
+    PathBuf::from(format!(
+        "/usr/lib/{arch}-linux-gnu/faketime/libfaketimeMT.so.1"
+    ))
+}
 /// One simulated suspend.
 const JUMP: u64 = 3600;
 /// What the agent sees left on a freshly issued token.
@@ -42,11 +47,15 @@ const WAKE_DEADLINE: Duration = Duration::from_secs(2);
 const SUSPENDS: u64 = 4;
 
 /// Whether libfaketime is there; when not, fails in CI and skips (saying why) elsewhere.
-fn libfaketime() -> Option<&'static str> {
-    if Path::new(LIBFAKETIME).exists() {
-        return Some(LIBFAKETIME);
+fn libfaketime() -> Option<PathBuf> {
+    let library = libfaketime_path();
+    if library.exists() {
+        return Some(library);
     }
-    let reason = format!("{LIBFAKETIME} is missing (apt-get install faketime)");
+    let reason = format!(
+        "{} is missing (apt-get install faketime)",
+        library.display()
+    );
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "the wake test needs libfaketime: {reason}"
@@ -95,7 +104,7 @@ async fn after_a_suspend_the_agent_refreshes_within_two_seconds_every_time() {
 
     let mut command = env.command(&["agent", "--json", "--ahead", AHEAD]);
     command
-        .env("LD_PRELOAD", library)
+        .env("LD_PRELOAD", &library)
         .env("DONT_FAKE_MONOTONIC", "1")
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .env("FAKETIME_TIMESTAMP_FILE", &offset_file)
