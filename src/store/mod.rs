@@ -48,7 +48,8 @@ use crate::document::AuthDocument;
 use crate::error::{Error, Location, Result};
 
 pub use file::{
-    AUTH_FILE, FileStore, FileTransaction, StoreOptions, TRANSACTION_LOCK_FILE, WRITE_LOCK_FILE,
+    AGENT_LOCK_FILE, AGENT_NOTE_FILE, AUTH_FILE, ActiveAgent, AgentPresence, FileStore,
+    FileTransaction, StoreOptions, TRANSACTION_LOCK_FILE, WRITE_LOCK_FILE,
 };
 pub use mirror::Mirrored;
 

@@ -1,6 +1,8 @@
 //! Shared fixtures: fake JWTs and Codex-shaped documents. No real credentials anywhere.
 #![allow(dead_code)] // each test crate uses a different subset
 
+#[cfg(all(unix, feature = "simulator"))]
+pub mod agent_process;
 #[cfg(feature = "simulator")]
 pub mod binary;
 #[cfg(all(unix, feature = "postgres"))]

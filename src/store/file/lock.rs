@@ -1,4 +1,5 @@
-//! The two advisory locks shared with Codex, and the only module that calls lock syscalls.
+//! The two advisory locks shared with Codex (and the agent's own), and the only module that calls
+//! lock syscalls.
 //!
 //! # Protocol
 //!
@@ -32,6 +33,10 @@
 //!   releasing; waiters read that note when `/proc/locks` names nobody.
 //! * The kernel releases the lock of a holder that dies, so there is no stale-lock logic and no
 //!   lock stealing.
+//! * `authstore-agent.lock` is authstore's own **agent lock**, unknown to Codex and never taken
+//!   together with the two above: the active `authstore agent` holds it for its life, a standby
+//!   waits for it without a deadline (on a helper thread, as above), and `status` asks whether it
+//!   is held ([`holding`]). The `presence` module states what it is for.
 #![allow(clippy::disallowed_methods)] // this module is where the lock calls live
 
 use std::collections::HashMap;
@@ -402,6 +407,105 @@ pub(crate) fn read_holder_note(path: &Path) -> Option<String> {
     file.take(MAX_NOTE_BYTES).read_to_string(&mut note).ok()?;
     let note = note.trim();
     (!note.is_empty()).then(|| note.to_owned())
+}
+
+/// A held agent lock (`authstore-agent.lock`): the one active `authstore agent` of a home holds
+/// it for its whole life, and the kernel releases it when the agent exits or dies (SIGKILL
+/// included). It is the agent's own lock, never `auth.lock`: a standby agent waiting for it
+/// holds nothing Codex or a transaction needs.
+#[derive(Debug)]
+pub(crate) struct AgentLock {
+    _file: File,
+}
+
+/// Takes the agent lock at `path` (created 0600 when missing) if nobody holds it; `Ok(None)`
+/// when another process does.
+///
+/// # Errors
+/// An I/O error when the lock file cannot be opened; an unsupported-lock error on a filesystem
+/// that cannot lock.
+pub(crate) fn try_acquire_agent_lock(path: &Path) -> Result<Option<AgentLock>> {
+    for _ in 0..3 {
+        let file =
+            sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
+        match file.try_lock() {
+            Ok(()) if still_names(path, &file) => return Ok(Some(AgentLock { _file: file })),
+            // Replaced by hand after we opened it: lock the file the path names now.
+            Ok(()) => continue,
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(error)) => return Err(lock_error(path, error)),
+        }
+    }
+    Err(Error::io(
+        "lock",
+        path,
+        io::Error::other("the lock file keeps being replaced"),
+    ))
+}
+
+/// Waits until the agent lock at `path` is free and takes it: no deadline, and no polling (a
+/// helper thread blocks in the kernel's lock call, off the runtime's threads, and the waiter
+/// wakes the moment the holder releases or dies). Dropping the future abandons the wait; the
+/// helper thread then releases the lock as soon as it gets it.
+///
+/// # Errors
+/// As [`try_acquire_agent_lock`].
+pub(crate) async fn wait_for_agent_lock(path: &Path) -> Result<AgentLock> {
+    loop {
+        let file =
+            sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
+        let (sender, receiver) = oneshot::channel();
+        helpers::run(Box::new(move || {
+            let result = file.lock().map(|()| file);
+            drop(sender.send(result));
+        }))
+        .map_err(|e| Error::io("start a thread to wait for", path, e))?;
+        match receiver.await {
+            Ok(Ok(file)) if still_names(path, &file) => return Ok(AgentLock { _file: file }),
+            // Replaced by hand while we waited: wait for the file the path names now.
+            Ok(Ok(_replaced)) => continue,
+            Ok(Err(error)) => return Err(lock_error(path, error)),
+            Err(_) => {
+                return Err(Error::io(
+                    "wait for",
+                    path,
+                    io::Error::other("lock wait thread stopped"),
+                ));
+            }
+        }
+    }
+}
+
+/// Whether a lock file is held, as far as this process can tell without waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holding {
+    /// Nobody holds it (or the file does not exist).
+    Free,
+    /// Someone holds it; the kernel named the holder's pid where it can (`/proc/locks`).
+    Held { pid: Option<u32> },
+}
+
+/// Whether the lock at `path` is held, without creating the file and without waiting: the
+/// holder in `/proc/locks` on Linux; else (no `/proc/locks`, or a filesystem whose inodes it
+/// shows differently) a shared try-lock, released at once, that fails only while someone holds
+/// the lock exclusively. The try-lock never delays a holder: a waiter that was about to get the
+/// lock gets it a moment later.
+pub(crate) fn holding(path: &Path) -> Holding {
+    let Ok(file) = File::open(path) else {
+        return Holding::Free;
+    };
+    if let Some(pid) = sys::lock_holder_pid(&file) {
+        return Holding::Held { pid: Some(pid) };
+    }
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Holding::Free
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Holding::Held { pid: None },
+        // Cannot tell (a filesystem that cannot lock): nobody can hold it either.
+        Err(std::fs::TryLockError::Error(_)) => Holding::Free,
+    }
 }
 
 /// The threads that block in the kernel's lock call for waiters: reused between waits (an idle

@@ -40,6 +40,7 @@
 
 mod atomic;
 mod lock;
+mod presence;
 pub(crate) mod watch;
 
 use std::fs::{self, File};
@@ -53,6 +54,7 @@ use crate::document::{AuthDocument, DocumentError, MAX_DOCUMENT_BYTES};
 use crate::error::{Error, Location, Result};
 
 use lock::read_holder_note;
+pub use presence::{AGENT_LOCK_FILE, AGENT_NOTE_FILE, ActiveAgent, AgentPresence};
 
 /// The credentials file in a Codex home.
 pub const AUTH_FILE: &str = "auth.json";

@@ -16,6 +16,8 @@ use serde_json::json;
 
 use super::{Cli, exit, when};
 
+mod wake;
+
 /// Codex refreshes when its access token has less than this left.
 const CODEX_WINDOW: Duration = Duration::from_secs(300);
 /// The longest sleep between checks, so that logins, logouts and store changes are seen.
@@ -66,6 +68,41 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         signalled.await;
         let _ = stop_sender.send(true);
     });
+    // One active agent per local home (with --store too: the lock is the home's). A second agent
+    // waits as a standby, in the kernel's lock call, and takes over when the first stops or dies.
+    let home = cli.file_store()?;
+    let mut active = if cli.unlocked {
+        eprintln!(
+            "authstore: warning: --unlocked: this agent takes no agent lock, so another agent on this home is not excluded"
+        );
+        None
+    } else {
+        let agent = match home.try_become_agent()? {
+            Some(agent) => agent,
+            None => {
+                report.line(
+                    "standby",
+                    json!({
+                        "active_pid": home.active_agent().map(|agent| agent.pid),
+                        "lock": home.agent_lock_path().display().to_string(),
+                    }),
+                );
+                tokio::select! {
+                    agent = home.become_agent() => agent?,
+                    _ = stop.changed() => {
+                        report.line("stopped", json!({}));
+                        return Ok(exit::SUCCESS);
+                    }
+                }
+            }
+        };
+        report.line(
+            "active",
+            json!({"pid": agent.presence().pid, "since": format_timestamp(agent.presence().since)}),
+        );
+        Some(agent)
+    };
+    let mut wake = wake::WakeWatch::start();
     let mut backoff = Duration::ZERO;
     loop {
         if *stop.borrow() {
@@ -88,9 +125,19 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
                         manager.reset();
                         Duration::from_secs(5)
                     }
-                    // The authority or the store is down for now: back off, bounded.
+                    // The authority or the store is down for now: back off, bounded, unless
+                    // the token Codex reads is inside Codex's own window.
                     _ => {
-                        backoff = (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
+                        let codex_expiry = match manager.local_file() {
+                            Some(file) => file
+                                .read()
+                                .await
+                                .ok()
+                                .flatten()
+                                .and_then(|d| d.expires_at()),
+                            None => None,
+                        };
+                        backoff = wake::transient_retry(backoff, codex_expiry, SystemTime::now());
                         backoff
                     }
                 };
@@ -101,9 +148,16 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
                 wait
             }
         };
+        if let Some(agent) = active.as_mut() {
+            agent.set_next_check(Some(SystemTime::now() + wait));
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
+            // After a suspend (the sleep above runs on a clock that stood still): look now.
+            jump = wake.jumped() => {
+                report.line("clock_jumped", json!({"by_secs": jump.signed_secs()}));
+            }
         }
     }
     report.line("stopped", json!({}));

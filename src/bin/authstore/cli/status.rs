@@ -52,6 +52,8 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             local.auth_path().display()
         );
     }
+    // The agent lock is the local home's, with --store too.
+    let agent = local.active_agent();
     let now = SystemTime::now();
     let logged_in = is_logged_in(document.as_ref());
     let identity = document.as_ref().map(|d| d.identity()).unwrap_or_default();
@@ -83,6 +85,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             "refresh_due": refresh_due,
             "lock_holder": holder,
             "mirror": mirror.as_ref().map(|m| m.json(&local.auth_path().display().to_string())),
+            "agent": agent.as_ref().map(|a| a.to_json()),
         });
         println!("{status}");
     } else {
@@ -112,6 +115,15 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             );
         } else {
             println!("lock holder:  {}", holder.unwrap_or_else(|| "none".into()));
+        }
+        match &agent {
+            Some(a) => println!(
+                "agent:        pid {} since {} next check {}",
+                a.pid,
+                format_timestamp(a.since),
+                when(a.next_check)
+            ),
+            None => println!("agent:        none"),
         }
     }
     Ok(if logged_in {
