@@ -22,6 +22,8 @@
 //! observations, not assertions.
 
 mod common;
+#[path = "codex_interop/editors.rs"]
+mod editors;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
