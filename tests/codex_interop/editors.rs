@@ -20,8 +20,8 @@
 //! 0.171.0 resolves `chatgpt.com` at start-up to fetch its model list),
 //! `CODEX_APP_SERVER_MANAGED_CONFIG_PATH` names an empty file, analytics are off, and the suite
 //! runs in a loopback-only network namespace. The authority's request log shows what Codex asked
-//! of it; attempts to reach anything else are not observable from here (the namespace makes them
-//! fail; `strace -f -e trace=connect,sendto` around an app-server shows none with this config).
+//! of it; one test also runs an app-server under `strace -f` (when the machine has strace) and
+//! checks that every socket address it named, DNS servers included, was the authority's.
 //!
 //! Each run prints one `editor-race-row` line, which `scripts/editor-race-demo.sh` turns into a
 //! table.
@@ -85,12 +85,65 @@ impl Lab {
     }
 }
 
+/// `codex app-server` as the editors start it, with every URL of Codex's on this authority.
+fn app_server_command(lab: &Lab, managed_config: &Path) -> Command {
+    let mut command = lab.codex(&["app-server"]);
+    command.env("CODEX_APP_SERVER_MANAGED_CONFIG_PATH", managed_config);
+    command
+}
+
+/// `command` run under `strace -f`, which writes every `connect`, `sendto` and `sendmsg` of the
+/// process and its threads and children to `trace`; same environment, same stdio.
+fn traced(strace: &Path, command: &Command, trace: &Path) -> Command {
+    let inner = command.as_std();
+    let mut traced = Command::new(strace);
+    traced.env_clear();
+    for (name, value) in inner.get_envs() {
+        if let Some(value) = value {
+            traced.env(name, value);
+        }
+    }
+    traced
+        .args(["-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o"])
+        .arg(trace)
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    traced
+}
+
+/// The socket addresses of the internet families (`AF_INET`, `AF_INET6`) in an strace log, one
+/// per system call that named one, as strace prints them.
+fn internet_addresses(trace: &str) -> Vec<String> {
+    trace
+        .lines()
+        .filter_map(|line| {
+            let start = line
+                .find("{sa_family=AF_INET,")
+                .or_else(|| line.find("{sa_family=AF_INET6,"))?;
+            let end = start + line[start..].find('}')?;
+            Some(line[start..=end].to_owned())
+        })
+        .collect()
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
 impl AppServer {
     /// Starts `codex app-server` and completes the editor's handshake.
     async fn start(lab: &Lab, managed_config: &Path, editor: usize) -> Self {
-        let mut child = lab
-            .codex(&["app-server"])
-            .env("CODEX_APP_SERVER_MANAGED_CONFIG_PATH", managed_config)
+        Self::start_command(app_server_command(lab, managed_config), editor).await
+    }
+
+    async fn start_command(mut command: Command, editor: usize) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .spawn()
             .expect("start codex app-server");
@@ -501,5 +554,104 @@ async fn editor_app_servers_beside_the_agent_make_no_token_call_and_every_reques
     assert!(
         agent_status.success(),
         "the agent did not stop cleanly on SIGTERM: {agent_status}; stderr: {agent_stderr}"
+    );
+}
+
+/// One app-server, traced with strace when the machine has it: on a stale token it refreshes at
+/// this authority, and every socket address it or any of its threads named in `connect`,
+/// `sendto` or `sendmsg` is this authority's (no DNS query, no other host, not even attempted).
+/// Without strace the attempts are not observed, which the output says; the rest still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_editor_app_server_asks_nothing_of_anyone_but_the_local_authority() {
+    let lab = Lab::new().await;
+    let managed = lab.configure_for_app_servers();
+    let login = lab.new_login(&alice(), STALE);
+    lab.authstore_login(&login).await;
+    let trace = lab.dir.path().join("app-server.strace");
+    let strace = find_on_path("strace");
+    let command = app_server_command(&lab, &managed);
+    let command = match &strace {
+        Some(strace) => traced(strace, &command, &trace),
+        None => command,
+    };
+
+    let mut server = AppServer::start_command(command, 0).await;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(server.auth_status().await);
+    }
+    // The model list is fetched in the background at start-up: wait for it (bounded) before
+    // the window closes.
+    let models_fetched = eventually(BOUND, async || {
+        lab.sim
+            .requests()
+            .iter()
+            .any(|(_, target)| target.starts_with("/backend-api/codex/models"))
+    })
+    .await;
+    let stderr = server.stop().await;
+    for answer in &answers {
+        if let Answer::Failed(described) = answer {
+            panic!("getAuthStatus answered no token: {described}; stderr: {stderr}");
+        }
+    }
+    // The stale token was refreshed here, once, with the refresh token authstore wrote.
+    assert_eq!(lab.calls_by_client(), BTreeMap::from([("codex", 1)]));
+    assert!(lab.sim.presented_refresh_tokens() == [token(&login, "refresh_token")]);
+    let requests = lab.sim.requests();
+    let mut other_requests: BTreeMap<String, usize> = BTreeMap::new();
+    for (method, target) in &requests {
+        let path = target.split('?').next().unwrap_or_default();
+        if path != "/oauth/token" {
+            *other_requests
+                .entry(format!("{method} {path}"))
+                .or_default() += 1;
+        }
+    }
+    for request in other_requests.keys() {
+        assert!(
+            request.starts_with("GET /backend-api/"),
+            "Codex asked the authority for something unexpected: {request}"
+        );
+    }
+
+    if strace.is_some() {
+        assert_reached_only(&lab, &trace);
+    } else {
+        println!(
+            "figures: strace is not on PATH: the app-server's connection attempts were not \
+             observed"
+        );
+    }
+    assert!(
+        models_fetched && other_requests.contains_key("GET /backend-api/codex/models"),
+        "the app-server fetched its model list elsewhere: {other_requests:?}"
+    );
+    println!(
+        "figures: one app-server: {} requests to the authority, {other_requests:?}",
+        requests.len()
+    );
+}
+
+/// Asserts that every internet socket address in the strace log is the authority's.
+fn assert_reached_only(lab: &Lab, trace: &Path) {
+    let addresses = internet_addresses(&std::fs::read_to_string(trace).expect("strace wrote"));
+    let authority = format!(
+        "{{sa_family=AF_INET, sin_port=htons({}), sin_addr=inet_addr(\"127.0.0.1\")}}",
+        lab.sim.addr().port()
+    );
+    assert!(
+        !addresses.is_empty(),
+        "strace saw no internet socket address at all, though Codex reached the authority"
+    );
+    let elsewhere: Vec<&String> = addresses.iter().filter(|a| **a != authority).collect();
+    assert!(
+        elsewhere.is_empty(),
+        "the app-server tried to reach something else than the authority: {elsewhere:?}"
+    );
+    println!(
+        "figures: one app-server under strace: {} system calls named an internet address, all \
+         the authority's",
+        addresses.len()
     );
 }
