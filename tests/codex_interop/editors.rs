@@ -6,8 +6,8 @@
 //!
 //! Here [`EDITORS`] real app-servers share one home, and the test asks all of them at once, round
 //! after round, over [`LIFETIMES`] token lifetimes as Codex lives them (tokens live
-//! [`EDITOR_TOKEN_LIFETIME`], so Codex's window opens 7 s after each refresh; nothing sleeps to make
-//! a token stale). The authority revokes the family when a spent token comes back.
+//! [`EDITOR_TOKEN_LIFETIME`], so Codex's window opens 7 s after each refresh; nothing sleeps to
+//! make a token stale). The authority revokes the family when a spent token comes back.
 //!
 //! - Without the agent, each window in which the token turns stale is a race between the
 //!   app-servers (Codex calls the token endpoint before taking any lock): measured below.
@@ -467,7 +467,7 @@ fn assert_codex_asked_only_this_authority(run: &EditorRun) {
     );
 }
 
-/// Measured with Codex 0.171.0, five runs out of five: at the first stale moment all three
+/// Measured with Codex 0.171.0, eight runs out of eight: at the first stale moment all three
 /// app-servers call the token endpoint with the login's refresh token (one succeeds, one is refused
 /// as reused, which revokes the family, one as invalidated); at the next, the three call with the
 /// successor, which the revocation killed; then every request fails (6 calls, 1 reuse, about 74 of
