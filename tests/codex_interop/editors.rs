@@ -398,15 +398,7 @@ async fn editors_over_token_lifetimes(with_agent: bool) -> (Lab, EditorRun, Opti
     for event in &codex_events {
         *presented.entry(event.refresh_token.as_str()).or_default() += 1;
     }
-    let mut other_requests: BTreeMap<String, usize> = BTreeMap::new();
-    for (method, target) in lab.sim.requests() {
-        let path = target.split('?').next().unwrap_or_default();
-        if path != "/oauth/token" {
-            *other_requests
-                .entry(format!("{method} {path}"))
-                .or_default() += 1;
-        }
-    }
+    let other_requests = requests_besides_the_token_endpoint(&lab);
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     let mut answered = 0;
     for answer in answers.iter().flatten() {
@@ -446,6 +438,19 @@ async fn editors_over_token_lifetimes(with_agent: bool) -> (Lab, EditorRun, Opti
         took,
     };
     (lab, run, agent)
+}
+
+/// The requests the authority's log holds besides `POST /oauth/token`, as `METHOD path`
+/// (without the query string), with their counts.
+fn requests_besides_the_token_endpoint(lab: &Lab) -> BTreeMap<String, usize> {
+    let mut requests: BTreeMap<String, usize> = BTreeMap::new();
+    for (method, target) in lab.sim.requests() {
+        let path = target.split('?').next().unwrap_or_default();
+        if (method.as_str(), path) != ("POST", "/oauth/token") {
+            *requests.entry(format!("{method} {path}")).or_default() += 1;
+        }
+    }
+    requests
 }
 
 /// The requests an app-server makes at start-up of `chatgpt_base_url` and `openai_base_url`
@@ -598,16 +603,7 @@ async fn an_editor_app_server_asks_nothing_of_anyone_but_the_local_authority() {
     // The stale token was refreshed here, once, with the refresh token authstore wrote.
     assert_eq!(lab.calls_by_client(), BTreeMap::from([("codex", 1)]));
     assert!(lab.sim.presented_refresh_tokens() == [token(&login, "refresh_token")]);
-    let requests = lab.sim.requests();
-    let mut other_requests: BTreeMap<String, usize> = BTreeMap::new();
-    for (method, target) in &requests {
-        let path = target.split('?').next().unwrap_or_default();
-        if path != "/oauth/token" {
-            *other_requests
-                .entry(format!("{method} {path}"))
-                .or_default() += 1;
-        }
-    }
+    let other_requests = requests_besides_the_token_endpoint(&lab);
     for request in other_requests.keys() {
         assert!(
             request.starts_with("GET /backend-api/"),
@@ -627,10 +623,7 @@ async fn an_editor_app_server_asks_nothing_of_anyone_but_the_local_authority() {
         models_fetched && other_requests.contains_key("GET /backend-api/codex/models"),
         "the app-server fetched its model list elsewhere: {other_requests:?}"
     );
-    println!(
-        "figures: one app-server: {} requests to the authority, {other_requests:?}",
-        requests.len()
-    );
+    println!("figures: one app-server: requests to the authority {other_requests:?}");
 }
 
 /// Asserts that every internet socket address in the strace log is the authority's.
