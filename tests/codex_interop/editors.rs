@@ -472,11 +472,11 @@ fn assert_codex_asked_only_this_authority(run: &EditorRun) {
     );
 }
 
-/// Measured with Codex 0.171.0, eight runs out of eight: at the first stale moment all three
+/// Measured with Codex 0.171.0, eleven runs out of eleven: at the first stale moment all three
 /// app-servers call the token endpoint with the login's refresh token (one succeeds, one is refused
 /// as reused, which revokes the family, one as invalidated); at the next, the three call with the
-/// successor, which the revocation killed; then every request fails (6 calls, 1 reuse, about 74 of
-/// 250 requests failed). The assertions keep to what the race must show, not those exact counts.
+/// successor, which the revocation killed; then every request fails (6 calls, 1 reuse, 74 to 77 of
+/// about 250 requests failed). The assertions keep to what the race must show, not those exact counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn editor_app_servers_without_the_agent_race_for_a_stale_token_and_lose_the_login() {
     let (lab, run, _) = editors_over_token_lifetimes(false).await;
