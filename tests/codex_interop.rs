@@ -16,12 +16,17 @@
 //! makes exactly one refresh on a stale token and none on a fresh one; `codex login status` only
 //! reads.
 //!
+//! [`editors`] runs `codex app-server` processes the way editor windows do, with and without
+//! `authstore agent` beside them.
+//!
 //! authstore processes here send `client_id` [`AUTHSTORE_CLIENT_ID`]
 //! (`CODEX_APP_SERVER_LOGIN_CLIENT_ID`), so that every request the authority sees can be
 //! attributed to Codex or to authstore. The figures each test prints (`figures: ...`) are
 //! observations, not assertions.
 
 mod common;
+#[path = "codex_interop/editors.rs"]
+mod editors;
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;

@@ -125,6 +125,22 @@ async fn health_urls_and_routing() {
     assert_eq!(missing.status(), 404);
     let wrong_method = client.get(sim.token_url()).send().await.unwrap();
     assert_eq!(wrong_method.status(), 405);
+    // Every request is logged, routed or not, with its query string.
+    let queried = client
+        .get(format!("{}/backend-api/x?limit=2", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queried.status(), 404);
+    let logged: Vec<(String, String)> = [
+        ("GET", "/healthz"),
+        ("GET", "/nope"),
+        ("GET", "/oauth/token"),
+        ("GET", "/backend-api/x?limit=2"),
+    ]
+    .map(|(method, target)| (method.to_owned(), target.to_owned()))
+    .into();
+    assert_eq!(sim.requests(), logged);
 }
 
 #[tokio::test]

@@ -46,8 +46,9 @@
 //!   refresh requests, persistently or for the next N requests
 //!   ([`Fault::FailNext`]). A [`RefreshHook`] runs before each refresh is
 //!   processed and may change its outcome.
-//! - **Accounting.** Counters ([`Simulator::stats`]), every presented refresh
-//!   token in arrival order, and the families' current tokens, so tests can
+//! - **Accounting.** Counters ([`Simulator::stats`]), every request's method
+//!   and target ([`Simulator::requests`]), every presented refresh token in
+//!   arrival order, and the families' current tokens, so tests can
 //!   assert that each refresh token was spent exactly once.
 //!
 //! The server is a deliberately small HTTP/1.1 implementation (keep-alive,
@@ -346,6 +347,13 @@ impl Simulator {
     /// Every well-formed refresh request, in arrival order.
     pub fn refresh_events(&self) -> Vec<RefreshEvent> {
         self.inner.shared.lock().events.clone()
+    }
+
+    /// Every request the server read whole, any route, as `(method, target)` (the target with
+    /// its query string) in arrival order: what a client under test asked of this authority.
+    /// Bodies, where tokens travel, are not kept here.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.inner.shared.lock().requests.clone()
     }
 
     /// The family's latest refresh token (also when the family is revoked).

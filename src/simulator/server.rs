@@ -169,6 +169,8 @@ pub(crate) struct State {
     /// [`Shared::stats`].
     pub counters: Stats,
     pub events: Vec<RefreshEvent>,
+    /// Every request that was read whole, as `(method, target)`, in arrival order.
+    pub requests: Vec<(String, String)>,
 }
 
 /// State shared by the handles and the server tasks.
@@ -187,6 +189,7 @@ impl Shared {
                 hook,
                 counters: Stats::default(),
                 events: Vec::new(),
+                requests: Vec::new(),
             }),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
@@ -284,6 +287,10 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             }
         };
         let _in_flight = shared.enter();
+        shared
+            .lock()
+            .requests
+            .push((request.method.clone(), request.target.clone()));
         match route(&shared, &request).await {
             Reply::Send(response) => {
                 let written =
