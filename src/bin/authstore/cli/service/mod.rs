@@ -138,6 +138,12 @@ pub(crate) fn run(cli: &Cli, command: &Command) -> u8 {
 }
 
 fn install(cli: &Cli, args: &InstallArgs) -> Result<(), Failure> {
+    if args.ahead <= 300 {
+        eprintln!(
+            "authstore: warning: --ahead {} is not more than Codex's own window (300 s): Codex may still refresh",
+            args.ahead
+        );
+    }
     let agent = AgentCommand::from_cli(cli, args.ahead)?;
     let home = Homes::from_env()?;
     match (args.service.kind(), args.print) {
