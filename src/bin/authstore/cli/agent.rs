@@ -26,7 +26,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
-    /// Without one, run the agent in this process
+    /// The user-service commands; without one, this process is the agent
     #[command(subcommand)]
     pub(crate) service: Option<super::service::Command>,
 

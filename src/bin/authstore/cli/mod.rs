@@ -217,7 +217,7 @@ impl Cli {
         }
     }
 
-    /// The shared store `--store` names, connected; `None` without `--store`.
+    /// The shared store `--store` (or `--store-file`) names, connected; `None` without one.
     pub(crate) async fn shared_store(&self) -> Result<Option<SharedStore>, Error> {
         let Some(url) = self.store_url()? else {
             return Ok(None);

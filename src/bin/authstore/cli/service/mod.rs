@@ -572,8 +572,8 @@ fn remove_file(path: &Path) -> Result<bool, Failure> {
     }
 }
 
-/// The store URL file (`--store-file`) for launchd and Task Scheduler, which cannot pass a
-/// secret environment variable: 0600, beside nothing else of ours, in an `authstore` directory.
+/// What a `--store-file` holds (launchd and Task Scheduler cannot pass a secret environment
+/// variable): the URL on one line. Written 0600 by [`write_file`].
 fn store_file_contents(url: &str) -> Vec<u8> {
     format!("{url}\n").into_bytes()
 }
