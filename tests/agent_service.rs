@@ -9,6 +9,9 @@
 //! systemd's own parser (`systemd-analyze verify --user`) checks the unit; Python's `plistlib`
 //! and `xml.etree` parse the plist and the task XML.
 
+#[cfg(feature = "postgres")]
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -222,6 +225,53 @@ fn split_systemd_dump(line: &str) -> Vec<String> {
     words
 }
 
+/// Has systemd load `unit` (`systemd-analyze verify --user`, which fails on any error, such as
+/// a program that is not there) and returns the command line as systemd parsed it, `$$`
+/// substituted as at start, and what verify complained about at its normal log level.
+#[cfg(target_os = "linux")]
+fn systemd_reads(sandbox: &Sandbox, unit: &str) -> (Vec<String>, String) {
+    let dir = tempfile::tempdir_in(sandbox.root.path()).unwrap();
+    let unit_path = dir.path().join(UNIT);
+    std::fs::write(&unit_path, unit).unwrap();
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let verify = |debug: bool| {
+        let mut command = Command::new("systemd-analyze");
+        command
+            .args(["verify", "--user"])
+            .arg(&unit_path)
+            .env("HOME", sandbox.home())
+            // A user manager's runtime directory: without one, --user cannot start as root.
+            .env("XDG_RUNTIME_DIR", &runtime);
+        if debug {
+            command.env("SYSTEMD_LOG_LEVEL", "debug");
+        }
+        command
+            .output()
+            .expect("systemd-analyze (the systemd package) is installed")
+    };
+    let checked = verify(false);
+    let complaints = String::from_utf8_lossy(&checked.stderr).into_owned();
+    assert!(
+        checked.status.success(),
+        "systemd-analyze verify: {complaints}"
+    );
+    // systemd's dump of the unit it loaded shows the command line as it parsed it; `$$` is
+    // substituted at start, in the arguments only.
+    let debug = verify(true);
+    let dump = String::from_utf8_lossy(&[debug.stdout, debug.stderr].concat()).into_owned();
+    let parsed = dump
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Command Line: "))
+        .expect("the debug dump shows the command line");
+    let mut argv = split_systemd_dump(parsed);
+    for argument in argv.iter_mut().skip(1) {
+        *argument = argument.replace("$$", "$");
+    }
+    (argv, complaints)
+}
+
 /// The arguments every install writes after the program, with the Codex home `home`.
 fn agent_arguments(home: &str, ahead: &str) -> Vec<String> {
     [
@@ -270,51 +320,11 @@ fn the_printed_unit_passes_systemd_analyze_verify_and_systemd_reads_back_every_a
     assert!(unit.contains("\nRestart=on-failure\n"));
     assert!(unit.contains("\nWantedBy=default.target\n"));
 
-    let dir = sandbox.path("verify");
-    std::fs::create_dir(&dir).unwrap();
-    let unit_path = dir.join(UNIT);
-    std::fs::write(&unit_path, &unit).unwrap();
-    let runtime = sandbox.path("runtime");
-    std::fs::create_dir(&runtime).unwrap();
-    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let verify = |debug: bool| {
-        let mut command = Command::new("systemd-analyze");
-        command
-            .args(["verify", "--user"])
-            .arg(&unit_path)
-            .env("HOME", sandbox.home())
-            // A user manager's runtime directory: without one, --user cannot start as root.
-            .env("XDG_RUNTIME_DIR", &runtime);
-        if debug {
-            command.env("SYSTEMD_LOG_LEVEL", "debug");
-        }
-        command
-            .output()
-            .expect("systemd-analyze (the systemd package) is installed")
-    };
-    let checked = verify(false);
-    let complaints = String::from_utf8_lossy(&checked.stderr);
-    assert!(
-        checked.status.success(),
-        "systemd-analyze verify: {complaints}"
-    );
+    let (argv, complaints) = systemd_reads(&sandbox, &unit);
     assert!(
         complaints.trim().is_empty(),
         "systemd-analyze verify: {complaints}"
     );
-
-    // systemd's dump of the unit it loaded shows the command line as it parsed it; `$$` is
-    // substituted at start, in the arguments only.
-    let debug = verify(true);
-    let dump = String::from_utf8_lossy(&[debug.stdout, debug.stderr].concat()).into_owned();
-    let parsed = dump
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Command Line: "))
-        .expect("the debug dump shows the command line");
-    let mut argv = split_systemd_dump(parsed);
-    for argument in argv.iter_mut().skip(1) {
-        *argument = argument.replace("$$", "$");
-    }
     let mut expected = vec![sandbox.program.display().to_string()];
     let mut arguments = agent_arguments(&codex_home, "900");
     let agent = arguments.len() - 3;
@@ -758,4 +768,57 @@ fn store_file_reads_the_url_and_names_the_path_when_it_cannot() {
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("give one of them"));
+}
+
+/// The service's own command line, run with `status --json` in place of `agent --ahead N` and
+/// an emptied environment: it reaches the shared store, although no definition holds the
+/// password (the test cluster trusts loopback connections, so the password is carried, not
+/// checked).
+#[cfg(all(target_os = "linux", feature = "postgres"))]
+#[test]
+fn the_service_command_lines_reach_a_store_whose_password_only_the_0600_file_holds() {
+    let cluster = common::postgres::Cluster::shared();
+    let database = cluster.create_database("service");
+    let url = cluster
+        .url(&database)
+        .replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
+    let location = format!("127.0.0.1:{}/{database}#default", cluster.port());
+    let status_of = |mut argv: Vec<String>, env_file: Option<&Path>| {
+        argv.truncate(argv.len() - 3);
+        argv.extend(["status", "--json"].map(str::to_owned));
+        // As systemd does with EnvironmentFile=: the variables, then the program.
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("[ -n \"$ENV_FILE\" ] && { set -a; . \"$ENV_FILE\"; set +a; }; exec \"$@\"")
+            .arg("sh")
+            .args(&argv)
+            .env_clear()
+            .env("ENV_FILE", env_file.unwrap_or(Path::new("")))
+            .env("PATH", "/usr/bin:/bin");
+        let output = command.output().unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "not logged in: {said}");
+        let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let path = status["path"].as_str().unwrap().to_owned();
+        assert!(
+            path.ends_with(&location) && !path.contains(PASSWORD),
+            "{path}"
+        );
+    };
+
+    let sandbox = Sandbox::new();
+    sandbox.ok(&["agent", "install", "--service", "systemd", "--store", &url]);
+    let unit = std::fs::read_to_string(sandbox.unit_path()).unwrap();
+    let (argv, _) = systemd_reads(&sandbox, &unit);
+    let env_file = sandbox.unit_path().with_file_name("authstore-agent.env");
+    status_of(argv, Some(&env_file));
+
+    sandbox.ok(&["agent", "install", "--service", "launchd", "--store", &url]);
+    let argv = python(
+        "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))['ProgramArguments']))",
+        b"",
+        &[sandbox.plist_path().to_str().unwrap()],
+    );
+    status_of(serde_json::from_str(&argv).unwrap(), None);
 }
