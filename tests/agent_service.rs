@@ -37,15 +37,20 @@ struct Sandbox {
 }
 
 /// Records its arguments; answers like systemd with a running user manager (or the state
-/// `$FAKE_MANAGER` names); `enable --now` copies the unit it finds, as a started service.
+/// `$FAKE_MANAGER` names); `enable --now` copies the unit it finds, as a started service,
+/// and links it into default.target.wants as systemctl does (`disable` unlinks it).
 const FAKE_SYSTEMCTL: &str = r#"#!/bin/sh
 printf 'systemctl %s\n' "$*" >> "$CALLS"
 case "$*" in
   "--user is-system-running") echo "${FAKE_MANAGER:-running}" ;;
   "--user is-enabled authstore-agent.service") if [ -f "$STARTED" ]; then echo enabled; else echo disabled; exit 1; fi ;;
   "--user is-active authstore-agent.service") if [ -f "$STARTED" ]; then echo active; else echo inactive; exit 3; fi ;;
-  "--user enable --now authstore-agent.service") /bin/cp "$XDG_CONFIG_HOME/systemd/user/authstore-agent.service" "$STARTED" ;;
-  "--user disable --now authstore-agent.service") /bin/rm -f "$STARTED" ;;
+  "--user enable --now authstore-agent.service")
+    /bin/cp "$XDG_CONFIG_HOME/systemd/user/authstore-agent.service" "$STARTED"
+    /bin/mkdir -p "$XDG_CONFIG_HOME/systemd/user/default.target.wants"
+    /bin/ln -s ../authstore-agent.service "$XDG_CONFIG_HOME/systemd/user/default.target.wants/" ;;
+  "--user disable --now authstore-agent.service")
+    /bin/rm -f "$STARTED" "$XDG_CONFIG_HOME/systemd/user/default.target.wants/authstore-agent.service" ;;
 esac
 exit 0
 "#;
@@ -166,7 +171,13 @@ fn collect(path: &Path, tree: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
     let Ok(metadata) = std::fs::symlink_metadata(path) else {
         return;
     };
-    if metadata.is_dir() {
+    if metadata.file_type().is_symlink() {
+        let target = std::fs::read_link(path).unwrap();
+        tree.insert(
+            path.to_owned(),
+            Some(target.into_os_string().into_encoded_bytes()),
+        );
+    } else if metadata.is_dir() {
         tree.insert(path.to_owned(), None);
         for entry in std::fs::read_dir(path).unwrap() {
             collect(&entry.unwrap().path(), tree);
@@ -438,6 +449,7 @@ fn without_a_user_manager_install_writes_the_unit_and_says_how_to_enable_it() {
     // systemctl present, but no user manager answers: only the question is asked.
     let sandbox = Sandbox::new();
     sandbox.install_tool("systemctl", FAKE_SYSTEMCTL);
+    let before = sandbox.tree();
     let mut command = sandbox.command(&["agent", "install", "--service", "systemd"]);
     let output = command.env("FAKE_MANAGER", "offline").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
@@ -448,6 +460,16 @@ fn without_a_user_manager_install_writes_the_unit_and_says_how_to_enable_it() {
     );
     assert_eq!(sandbox.take_calls(), ["systemctl --user is-system-running"]);
     assert!(sandbox.unit_path().is_file());
+
+    // Enabled earlier, when a manager ran: without one, uninstall unlinks it itself.
+    let wants = sandbox.path("xdg/systemd/user/default.target.wants");
+    std::fs::create_dir(&wants).unwrap();
+    std::os::unix::fs::symlink(format!("../{UNIT}"), wants.join(UNIT)).unwrap();
+    let mut command = sandbox.command(&["agent", "uninstall", "--service", "systemd"]);
+    let output = command.env("FAKE_MANAGER", "offline").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(sandbox.take_calls(), ["systemctl --user is-system-running"]);
+    assert_eq!(sandbox.tree(), before);
 }
 
 #[test]
@@ -758,6 +780,11 @@ fn store_file_reads_the_url_and_names_the_path_when_it_cannot() {
         !said.contains(PASSWORD) && !said.contains("--store-file"),
         "{said}"
     );
+    // Written with the umask's 0644 here: a warning says so; at 0600 there is none.
+    assert!(said.contains("readable by other users"), "{said}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = sandbox.run(&["status", "--store-file", file.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("readable by other users"));
 
     let output = sandbox.run(&[
         "status",

@@ -310,6 +310,17 @@ fn read_store_file(path: &std::path::Path) -> Result<String, Error> {
             path.display()
         ))
     })?;
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "authstore: warning: {} is readable by other users; run: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
     match text
         .lines()
         .next()

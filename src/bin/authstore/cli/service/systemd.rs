@@ -163,6 +163,14 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
             println!("removed {}", path.display());
         }
     }
+    // `enable` links the unit into default.target.wants; `disable` unlinks it, but only through
+    // a running manager. Without one, unlink it here, and drop the directory when it is empty.
+    let wants = paths.dir.join("default.target.wants");
+    let link = wants.join(UNIT_NAME);
+    if link.symlink_metadata().is_ok() && remove_file(&link)? {
+        println!("removed {} (the link enable made)", link.display());
+    }
+    let _ = std::fs::remove_dir(&wants);
     for dir in remove_created_dirs(&created) {
         println!("removed {} (install created it)", dir.display());
     }
