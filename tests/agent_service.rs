@@ -849,3 +849,35 @@ fn the_service_command_lines_reach_a_store_whose_password_only_the_0600_file_hol
     );
     status_of(serde_json::from_str(&argv).unwrap(), None);
 }
+
+#[test]
+fn the_codex_home_is_made_absolute_at_install_time_whichever_way_it_was_given() {
+    let sandbox = Sandbox::new();
+    let codex_home_of = |unit: &str| {
+        let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+        let rest = exec.split_once(" --codex-home ").unwrap().1;
+        rest.split_once(" --lock-timeout").unwrap().0.to_owned()
+    };
+    let print = ["agent", "install", "--print", "--service", "systemd"];
+
+    // Relative to the directory install runs in.
+    let output = sandbox
+        .command(&[&print[..], &["--codex-home", "relative/home"]].concat())
+        .current_dir(sandbox.root.path())
+        .output()
+        .unwrap();
+    let unit = String::from_utf8(output.stdout).unwrap();
+    let expected = sandbox.path("relative/home");
+    assert_eq!(codex_home_of(&unit), expected.display().to_string());
+
+    // From CODEX_HOME, which the service will not have.
+    let from_env = sandbox.path("from-env");
+    std::fs::create_dir(&from_env).unwrap();
+    let output = sandbox
+        .command(&print)
+        .env("CODEX_HOME", &from_env)
+        .output()
+        .unwrap();
+    let unit = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(codex_home_of(&unit), from_env.display().to_string());
+}
