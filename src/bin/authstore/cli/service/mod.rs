@@ -40,6 +40,8 @@ use super::{Cli, exit};
 
 /// The agent's own default for `--ahead` (`authstore agent --ahead`).
 const DEFAULT_AHEAD_SECS: u64 = 600;
+/// Codex refreshes by itself when its access token has less than this left.
+const CODEX_WINDOW_SECS: u64 = 300;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -138,39 +140,39 @@ pub(crate) fn run(cli: &Cli, command: &Command) -> u8 {
 }
 
 fn install(cli: &Cli, args: &InstallArgs) -> Result<(), Failure> {
-    if args.ahead <= 300 {
+    if args.ahead <= CODEX_WINDOW_SECS {
         eprintln!(
             "authstore: warning: --ahead {} is not more than Codex's own window (300 s): Codex may still refresh",
             args.ahead
         );
     }
     let agent = AgentCommand::from_cli(cli, args.ahead)?;
-    let home = Homes::from_env()?;
+    let homes = Homes::from_env()?;
     match (args.service.kind(), args.print) {
-        (Kind::Systemd, true) => print(&systemd::Unit::new(&home, &agent, &[]).render()),
-        (Kind::Systemd, false) => systemd::install(&home, &agent),
-        (Kind::Launchd, true) => print(&launchd::Agent::new(&home, &agent, &[]).render()),
-        (Kind::Launchd, false) => launchd::install(&home, &agent),
-        (Kind::Windows, true) => print(&windows::Task::new(&home, &agent).render_utf8()),
-        (Kind::Windows, false) => windows::install(&home, &agent),
+        (Kind::Systemd, true) => print(&systemd::Unit::new(&homes, &agent, &[]).render()),
+        (Kind::Systemd, false) => systemd::install(&homes, &agent),
+        (Kind::Launchd, true) => print(&launchd::Agent::new(&homes, &agent, &[]).render()),
+        (Kind::Launchd, false) => launchd::install(&homes, &agent),
+        (Kind::Windows, true) => print(&windows::Task::new(&homes, &agent).render_utf8()),
+        (Kind::Windows, false) => windows::install(&homes, &agent),
     }
 }
 
 fn uninstall(kind: Kind) -> Result<(), Failure> {
-    let home = Homes::from_env()?;
+    let homes = Homes::from_env()?;
     match kind {
-        Kind::Systemd => systemd::uninstall(&home),
-        Kind::Launchd => launchd::uninstall(&home),
-        Kind::Windows => windows::uninstall(&home),
+        Kind::Systemd => systemd::uninstall(&homes),
+        Kind::Launchd => launchd::uninstall(&homes),
+        Kind::Windows => windows::uninstall(&homes),
     }
 }
 
 fn status(args: &StatusArgs) -> Result<(), Failure> {
-    let home = Homes::from_env()?;
+    let homes = Homes::from_env()?;
     let state = match args.service.kind() {
-        Kind::Systemd => systemd::state(&home),
-        Kind::Launchd => launchd::state(&home),
-        Kind::Windows => windows::state(&home),
+        Kind::Systemd => systemd::state(&homes),
+        Kind::Launchd => launchd::state(&homes),
+        Kind::Windows => windows::state(&homes),
     };
     if args.json {
         println!("{}", state.json());
