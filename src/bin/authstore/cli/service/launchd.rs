@@ -171,7 +171,7 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
     let created = recorded_dirs(&paths.plist);
     let service = format!("{}/{LABEL}", gui_domain());
     match Tool::run("launchctl", ["print", &service]) {
-        Tool::Missing => println!("launchctl is not on PATH: there was nothing to stop"),
+        Tool::Missing => println!("launchctl is not on PATH, so nothing was stopped"),
         Tool::Ran { success: false, .. } => {}
         Tool::Ran { success: true, .. } => match launchctl(&["bootout", &service]) {
             Ok(()) => println!("stopped and unloaded {LABEL}"),

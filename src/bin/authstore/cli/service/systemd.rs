@@ -176,7 +176,7 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
     }
     match manager {
         Ok(()) => systemctl(&["daemon-reload"])?,
-        Err(why) => println!("{why}: there was nothing to stop"),
+        Err(why) => println!("{why}, so nothing was stopped or disabled"),
     }
     Ok(())
 }
