@@ -110,6 +110,11 @@ async fn a_standby_says_so_and_a_stopped_agent_is_no_longer_reported() {
         "{line}"
     );
 
+    // `agent status` names the same process beside the service's state.
+    let service = agent_status(&env).await;
+    assert_eq!(service["agent"]["pid"], active.pid, "{service}");
+    assert_eq!(service["installed"], false, "{service}");
+
     // A second agent, in text mode, says it is a standby and whom it waits for.
     let mut standby = Agent::spawn(env.command(&["agent", "--ahead", "600"]));
     let said = loop {
@@ -139,4 +144,20 @@ async fn a_standby_says_so_and_a_stopped_agent_is_no_longer_reported() {
         "{}",
         stdout(&output)
     );
+    let service = agent_status(&env).await;
+    assert_eq!(service["agent"], serde_json::Value::Null, "{service}");
+}
+
+/// `agent status --json` in a user home of its own, with no service manager on `PATH`, so that
+/// nothing asks this machine's.
+async fn agent_status(env: &Env) -> serde_json::Value {
+    let user = tempfile::tempdir().unwrap();
+    let mut command = env.command(&["agent", "status", "--json"]);
+    command
+        .env("HOME", user.path())
+        .env("XDG_CONFIG_HOME", user.path().join(".config"))
+        .env("PATH", user.path());
+    let output = run_bounded(command).await;
+    assert_success(&output);
+    serde_json::from_slice(&output.stdout).expect("agent status --json prints JSON")
 }

@@ -81,6 +81,18 @@ impl AgentPresence {
         })
     }
 
+    /// `pid N since TIME next check TIME|unknown`, for people.
+    pub fn describe(&self) -> String {
+        format!(
+            "pid {} since {} next check {}",
+            self.pid,
+            format_timestamp(self.since),
+            self.next_check
+                .map(format_timestamp)
+                .unwrap_or_else(|| "unknown".into())
+        )
+    }
+
     fn from_json(text: &str) -> Option<Self> {
         let value: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
         let time = |field: &str| {

@@ -26,7 +26,12 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
+    /// The user-service commands; without one, this process is the agent
+    #[command(subcommand)]
+    pub(crate) service: Option<super::service::Command>,
+
     /// Refresh when the access token has less than this many seconds left (more than Codex's
     /// 300, so that Codex never finds it stale)
     #[arg(long, value_name = "SECS", default_value_t = 600)]

@@ -9,6 +9,7 @@ mod demo;
 mod login;
 mod logout;
 mod refresh;
+mod service;
 mod status;
 mod token;
 mod watch;
@@ -60,6 +61,11 @@ pub(crate) struct Cli {
         hide_env_values = true
     )]
     store: Option<String>,
+
+    /// Read the shared store's URL from this file (one line), so that a password stays out of
+    /// command lines and service definitions
+    #[arg(long, global = true, value_name = "PATH", env = "AUTHSTORE_STORE_FILE")]
+    store_file: Option<PathBuf>,
 
     /// The credential's key in the shared store
     #[arg(
@@ -159,7 +165,10 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Login(args) => login::run(&cli, args).await,
         Command::Logout(args) => logout::run(&cli, args).await,
         Command::Watch(args) => watch::run(&cli, args).await,
-        Command::Agent(args) => agent::run(&cli, args).await,
+        Command::Agent(args) => match &args.service {
+            Some(command) => Ok(service::run(&cli, command)),
+            None => agent::run(&cli, args).await,
+        },
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::run_man(),
         #[cfg(feature = "simulator")]
@@ -208,12 +217,22 @@ impl Cli {
         }
     }
 
-    /// The shared store `--store` names, connected; `None` without `--store`.
+    /// The shared store `--store` (or `--store-file`) names, connected; `None` without one.
     pub(crate) async fn shared_store(&self) -> Result<Option<SharedStore>, Error> {
-        let Some(url) = &self.store else {
+        let Some(url) = self.store_url()? else {
             return Ok(None);
         };
-        SharedStore::connect(self, url).await.map(Some)
+        SharedStore::connect(self, &url).await.map(Some)
+    }
+
+    /// The shared store's URL: `--store`, or the contents of `--store-file`.
+    fn store_url(&self) -> Result<Option<String>, Error> {
+        match (&self.store, &self.store_file) {
+            (Some(_), Some(_)) => Err(Error::invalid_input(BOTH_STORES)),
+            (Some(url), None) => Ok(Some(url.clone())),
+            (None, Some(path)) => read_store_file(path).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 
     /// The local file store in the Codex home.
@@ -272,6 +291,47 @@ impl SharedStore {
 
     pub(crate) fn into_store(self) -> Box<dyn Store> {
         match self {}
+    }
+}
+
+const BOTH_STORES: &str = "--store (AUTHSTORE_STORE) and --store-file (AUTHSTORE_STORE_FILE) both name a \
+     store; give one of them";
+
+/// The store URL in the file `--store-file` names: its first line, trimmed.
+fn read_store_file(path: &std::path::Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        let what = match error.kind() {
+            std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+            _ => format!("cannot be read ({error})"),
+        };
+        Error::invalid_input(format!(
+            "--store-file {}: the file {what}; write the store URL into it (one line, mode 0600), \
+             or give --store",
+            path.display()
+        ))
+    })?;
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "authstore: warning: {} is readable by other users; run: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    match text
+        .lines()
+        .next()
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+    {
+        Some(url) => Ok(url.to_owned()),
+        None => Err(Error::invalid_input(format!(
+            "--store-file {}: the file is empty; write the store URL into it (one line)",
+            path.display()
+        ))),
     }
 }
 

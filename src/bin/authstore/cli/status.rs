@@ -117,12 +117,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             println!("lock holder:  {}", holder.unwrap_or_else(|| "none".into()));
         }
         match &agent {
-            Some(a) => println!(
-                "agent:        pid {} since {} next check {}",
-                a.pid,
-                format_timestamp(a.since),
-                when(a.next_check)
-            ),
+            Some(agent) => println!("agent:        {}", agent.describe()),
             None => println!("agent:        none"),
         }
     }
