@@ -80,6 +80,7 @@ impl Sandbox {
     }
 
     /// The same, running a link to the binary at `dir` (inside the sandbox).
+    #[cfg(target_os = "linux")] // for systemd-analyze
     fn with_program_in(dir: &str) -> Self {
         let mut sandbox = Self::new();
         let dir = sandbox.root.path().join(dir);
@@ -214,6 +215,7 @@ fn python(script: &str, input: &[u8], args: &[&str]) -> String {
 }
 
 /// Splits systemd's dump of a command line (double quotes, `\` before `"`, `\`, `` ` ``, `$`).
+#[cfg(target_os = "linux")]
 fn split_systemd_dump(line: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = line.chars().peekable();
