@@ -187,3 +187,23 @@ def test_the_demo_runs_from_the_installed_command():
     [coordinated] = [s for s in summary["strategies"] if s["strategy"] == "coordinated"]
     assert coordinated["requests_served"] > 0
     assert coordinated["reuse_rejections"] == 0
+
+
+def test_aio_runs_the_calls_off_the_event_loop(stale_home, authority):
+    import asyncio
+
+    import authstore.aio
+
+    home, _ = stale_home
+    manager = authstore.AuthManager(home)
+
+    async def main():
+        tokens = await asyncio.gather(*(authstore.aio.token(manager) for _ in range(8)))
+        credentials = await authstore.aio.credentials(manager)
+        return tokens, credentials, await authstore.aio.refresh(manager)
+
+    tokens, credentials, refreshed = asyncio.run(main())
+    assert len(set(tokens)) == 1
+    assert credentials.access_token == tokens[0]
+    assert refreshed == "fresh"
+    assert authority.stats()["refresh_calls"] == 1

@@ -45,7 +45,14 @@ def test_the_message_is_the_command_lines(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b'{"tokens": {"access_token": 42}}', b"\x00\xff garbage"],
+    [
+        b"{not json",
+        b'{"tokens": {"access_token": 42}}',
+        b"\x00\xff garbage",
+        # Secrets in a broken document stay out of the message too.
+        b'{"tokens": {"access_token": "eyJ.fake-secret-at.x", "refresh_token": 7}}',
+        b'{"tokens": {"access_token": "eyJ.fake-secret-at.x", "refresh_token": "fake-secret-rt"',
+    ],
 )
 def test_invalid_file_leaves_auth_json_unchanged(tmp_path, content):
     path = tmp_path / "auth.json"
@@ -57,6 +64,7 @@ def test_invalid_file_leaves_auth_json_unchanged(tmp_path, content):
             call()
         assert str(path) in str(raised.value)
         assert raised.value.path == str(path)
+        assert_no_secret(raised.value, ["fake-secret-at", "fake-secret-rt"])
         assert path.read_bytes() == content
 
 
