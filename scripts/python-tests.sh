@@ -8,7 +8,13 @@ cd "$(dirname "$0")/.."
 
 venv=$(mktemp -d "${TMPDIR:-/tmp}/authstore-pyvenv.XXXXXX")
 trap 'rm -rf "$venv"' EXIT
-python3 -m venv "$venv"
+if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian's python3 makes virtual environments only with python3-venv.
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./bindings/python pytest
 # Run from the tests' directory so that the installed package is tested, not the source tree.
 cd bindings/python/tests

@@ -136,3 +136,16 @@ def test_a_thread_keeps_running_while_another_waits_for_the_lock(stale_home, loc
     waiter.join(BOUND)
     assert not waiter.is_alive()
     assert len(outcome) == 1
+
+
+@pytest.mark.skipif(not authstore.HAS_POSTGRES, reason="built without the PostgreSQL store")
+def test_unavailable_when_the_shared_store_is_down_without_showing_its_password(tmp_path):
+    # Port 9 on loopback: nobody listens, the connection is refused at once.
+    url = "postgres://someone:pg-password-secret@127.0.0.1:9/db"
+    with pytest.raises(authstore.Unavailable) as raised:
+        authstore.AuthManager(tmp_path, store=url)
+    assert raised.value.kind == "store_unavailable"
+    assert "postgres://someone@127.0.0.1:9/db" in str(raised.value)
+    assert_no_secret(raised.value, ["pg-password-secret"])
+    with pytest.raises(ValueError):
+        authstore.AuthManager(tmp_path, store="mysql://somewhere")
