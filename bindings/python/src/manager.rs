@@ -27,6 +27,8 @@ pub(crate) struct AuthManager {
     home: PathBuf,
     store_options: StoreOptions,
     shared: Option<SharedConfig>,
+    /// The process that made the manager: a forked child has none of the runtime's threads.
+    pid: u32,
 }
 
 /// How to reach the shared store again (status and watch read it without mirroring, as the
@@ -93,6 +95,7 @@ impl AuthManager {
             home,
             store_options,
             shared,
+            pid: std::process::id(),
         })
     }
 
@@ -227,6 +230,12 @@ impl AuthManager {
         py: Python<'_>,
         future: impl Future<Output = Result<T, Error>> + Send,
     ) -> PyResult<T> {
+        if std::process::id() != self.pid {
+            return Err(crate::errors::AuthstoreError::new_err(
+                "this AuthManager was made before a fork, and its threads stayed in the parent; \
+                 make a new AuthManager in this process",
+            ));
+        }
         py.detach(|| self.runtime.block_on(future)).map_err(to_py)
     }
 }

@@ -2,6 +2,7 @@
 never a token; the stored file left byte for byte as it was."""
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -149,3 +150,29 @@ def test_unavailable_when_the_shared_store_is_down_without_showing_its_password(
     assert_no_secret(raised.value, ["pg-password-secret"])
     with pytest.raises(ValueError):
         authstore.AuthManager(tmp_path, store="mysql://somewhere")
+
+
+def test_a_manager_made_before_a_fork_says_so_in_the_child(fresh_home):
+    home, _ = fresh_home
+    manager = authstore.AuthManager(home)
+    manager.token()
+    child = os.fork()
+    if child == 0:  # the child: must fail at once, never hang on the parent's threads
+        try:
+            manager.token()
+            code = 1
+        except authstore.AuthstoreError as error:
+            code = 0 if "fork" in str(error) else 2
+        except BaseException:
+            code = 3
+        os._exit(code)
+    waited = []
+    waiter = threading.Thread(target=lambda: waited.append(os.waitpid(child, 0)), daemon=True)
+    waiter.start()
+    waiter.join(BOUND)
+    if not waited:
+        os.kill(child, 9)
+        pytest.fail("the forked child hung")
+    [(_, status)] = waited
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert manager.token()  # the parent's manager still works
