@@ -67,7 +67,8 @@ class AuthManager:
     ``store``: a ``postgres://`` URL of a shared store (builds with ``HAS_POSTGRES``), with
     ``auth.json`` as its local mirror, the credential under ``store_key``.
 
-    Every call blocks with the GIL released; one manager can be shared between threads.
+    Every call blocks with the GIL released; one manager can be shared between threads, not
+    across ``fork`` (a child makes its own; the parent's fails there with AuthstoreError).
     """
 
     def __init__(
