@@ -174,7 +174,8 @@ pub(crate) fn set_own_executable(path: PathBuf) {
 }
 
 /// The program that runs this command line: the one [`set_own_executable`] named, else this
-/// executable.
+/// executable. Only the demo starts processes of itself.
+#[cfg(feature = "simulator")]
 pub(crate) fn own_executable() -> std::io::Result<PathBuf> {
     match OWN_EXECUTABLE.get() {
         Some(path) => Ok(path.clone()),
