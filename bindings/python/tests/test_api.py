@@ -189,7 +189,7 @@ def test_the_demo_runs_from_the_installed_command():
     assert coordinated["reuse_rejections"] == 0
 
 
-def test_aio_runs_the_calls_off_the_event_loop(stale_home, authority):
+def test_aio_gives_the_managers_answers_refreshing_once(stale_home, authority):
     import asyncio
 
     import authstore.aio
