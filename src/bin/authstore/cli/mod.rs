@@ -10,10 +10,11 @@ mod login;
 mod logout;
 mod refresh;
 mod service;
-mod status;
+pub(crate) mod status;
 mod token;
-mod watch;
+pub(crate) mod watch;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -123,8 +124,15 @@ enum Command {
     DemoWorker(demo::WorkerArgs),
 }
 
+#[allow(dead_code, reason = "the Python package's command calls main_from")]
 pub(crate) fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    ExitCode::from(main_from(std::env::args_os()))
+}
+
+/// The whole command for the arguments `args` (the program name first); returns the exit code.
+/// The binary's `main` and the Python package's `authstore` command both call it.
+pub(crate) fn main_from(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
             let code = if error.use_stderr() {
@@ -133,7 +141,7 @@ pub(crate) fn main() -> ExitCode {
                 exit::SUCCESS
             };
             let _ = error.print();
-            return ExitCode::from(code);
+            return code;
         }
     };
     init_logging(cli.verbose);
@@ -145,15 +153,39 @@ pub(crate) fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("authstore: cannot start the async runtime: {error}");
-            return ExitCode::from(exit::OTHER);
+            return exit::OTHER;
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(error) => {
             eprintln!("authstore: {}", error.report());
-            ExitCode::from(exit_code(&error))
+            exit_code(&error)
         }
+    }
+}
+
+/// The program that runs this command line, when it is not this executable: the Python
+/// package's `authstore` command runs inside the Python interpreter, whose executable would not
+/// understand `demo-worker` or `agent`.
+static OWN_EXECUTABLE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Names the program that runs this command line, for [`own_executable`]; the first call wins.
+#[allow(
+    dead_code,
+    reason = "only the Python package's command names another program"
+)]
+pub(crate) fn set_own_executable(path: PathBuf) {
+    let _ = OWN_EXECUTABLE.set(path);
+}
+
+/// The program that runs this command line: the one [`set_own_executable`] named, else this
+/// executable. The demo starts its workers with it, and `agent install` writes it into the
+/// service definition.
+pub(crate) fn own_executable() -> std::io::Result<PathBuf> {
+    match OWN_EXECUTABLE.get() {
+        Some(path) => Ok(path.clone()),
+        None => std::env::current_exe(),
     }
 }
 
@@ -372,7 +404,9 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .init();
+        // Not `init`: a Python process may run the command line more than once.
+        .try_init()
+        .ok();
 }
 
 /// Formats an optional time for humans.

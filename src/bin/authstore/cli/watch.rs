@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use authstore::changes::{ChangeKind, ChangeWatcher};
+use authstore::changes::{ChangeEvent, ChangeKind, ChangeWatcher};
 use authstore::document::format_timestamp;
 use authstore::error::Error;
 use authstore::store::Store;
@@ -53,9 +53,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         };
         let time = format_timestamp(std::time::SystemTime::now());
         let line = if args.json {
-            let mut value = serde_json::to_value(&event).unwrap_or_default();
-            value["time"] = time.into();
-            value.to_string()
+            event_json(&event, &time).to_string()
         } else {
             let kind = match event.event {
                 ChangeKind::Refreshed => "refreshed",
@@ -79,4 +77,12 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             return Ok(exit::SUCCESS);
         }
     }
+}
+
+/// The object `watch --json` prints for `event`, noticed at `time` (RFC 3339); also the Python
+/// package's `AuthManager.watch()` events.
+pub(crate) fn event_json(event: &ChangeEvent, time: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    value["time"] = time.into();
+    value
 }

@@ -109,7 +109,7 @@ pub(crate) struct Latency {
 /// A message when the authority cannot start, a worker cannot be started, or a worker fails
 /// or does not report in time.
 pub(crate) async fn run(settings: &Settings) -> Result<Summary, String> {
-    let exe = std::env::current_exe()
+    let exe = crate::cli::own_executable()
         .map_err(|e| format!("cannot find this program to start the workers: {e}"))?;
     let mut strategies = Vec::new();
     for &strategy in &settings.strategies {

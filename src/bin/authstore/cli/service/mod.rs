@@ -241,7 +241,7 @@ pub(crate) struct AgentCommand {
 
 impl AgentCommand {
     fn from_cli(cli: &Cli, ahead: u64) -> Result<Self, Failure> {
-        let program = std::env::current_exe()
+        let program = super::own_executable()
             .and_then(|path| path.canonicalize())
             .map_err(|error| Failure::other(format!("cannot find this program's path: {error}")))?;
         let program = utf8(&without_verbatim_prefix(program), "this program's path")?;
