@@ -18,11 +18,15 @@
 //!   processes (which on Linux listens for creations, renames and close-after-write only).
 //! * [`FileStore::active_agent`] is how `status` (and anything else) learns who keeps the home
 //!   fresh: the note counts only while the agent lock is held, so a stopped or killed agent is
-//!   never reported. On Linux the kernel names the holder (`/proc/locks`) and the note must name the
-//!   same pid; elsewhere a shared try-lock tells whether the lock is held, and the note is
-//!   trusted as the holder's (a new agent writes it microseconds after taking the lock).
-//! * A reader can race the in-place rewrite and read a mix of two records: the record is padded
-//!   to a fixed size, so a mix does not parse, and the reader reads again (three times at most).
+//!   never reported. On Linux the kernel names the holder (`/proc/locks`), and its pid is the one
+//!   reported: it is the pid as the reader sees it, which differs from the note's own when the
+//!   agent runs in another PID namespace (a container sharing the home). Elsewhere a shared
+//!   try-lock tells whether the lock is held, and the note is trusted as the holder's (a new
+//!   agent writes it microseconds after taking the lock).
+//! * A reader can race the in-place rewrite and read a mix of two records of the same length,
+//!   which may still parse (with a `next_check` made of both). So a note counts only when two
+//!   reads in a row give the same bytes: a rewrite happens at most about once a second, and
+//!   each read takes microseconds.
 //! * With a shared store (`--store postgres://…`) the agent lock is still per local home: one
 //!   agent per machine and home, and agents on several machines may run at once (the shared
 //!   store's transaction keeps their refreshes apart).
@@ -30,7 +34,7 @@
 //! # Verified where
 //!
 //! Linux (the whole suite): the lock, the hand-off to a standby after SIGTERM and SIGKILL, and
-//! the holder from `/proc/locks` (`tests/agent_presence.rs`, and this module's tests). macOS
+//! the holder from `/proc/locks` (`tests/agent_standby.rs`, and this module's tests). macOS
 //! uses the same `flock` and the try-lock path (no `/proc/locks`), compiled and linted for only.
 //! Windows: `LockFileEx` (std's `File::lock`) through the same code, the note readable because
 //! it is a separate file opened with std's default sharing (read, write, delete); compiled and
@@ -208,19 +212,20 @@ impl FileStore {
     }
 
     /// The active agent of this home, if one is running: its note, counted only while the
-    /// agent lock is held (and, where the kernel names the holder, only when the note names
-    /// the same process). Reads two small files and locks nothing for longer than a try;
-    /// changes nothing.
+    /// agent lock is held, with the holder's pid as the kernel names it to this process where
+    /// it does (another PID namespace numbers the same process differently). Reads two small
+    /// files and locks nothing for longer than a try; changes nothing.
     pub fn active_agent(&self) -> Option<AgentPresence> {
-        let pid = match lock::holding(&self.agent_lock_path()) {
+        let holder = match lock::holding(&self.agent_lock_path()) {
             Holding::Free => return None,
             Holding::Held { pid } => pid,
         };
         let note = read_note(&self.agent_note_path())?;
-        match pid {
-            Some(holder) if holder != note.pid => None,
-            _ => Some(note),
-        }
+        Some(match holder {
+            Some(pid) => AgentPresence { pid, ..note },
+            // Not named: another system, or a holder outside this process's PID namespace.
+            None => note,
+        })
     }
 }
 
@@ -239,14 +244,23 @@ fn whole_micros(time: SystemTime) -> SystemTime {
 }
 
 /// The note at `path`, read again when a read raced its rewrite.
+/// The note at `path`, once two reads in a row agree (a read that raced the agent's in-place
+/// rewrite can mix two records); `None` when it is missing, unreadable, or still changing
+/// after a few reads.
 fn read_note(path: &Path) -> Option<AgentPresence> {
-    for _ in 0..3 {
+    let read = || -> Option<String> {
         let mut text = String::new();
         let file = OpenOptions::new().read(true).open(path).ok()?;
         file.take(MAX_NOTE_BYTES).read_to_string(&mut text).ok()?;
-        if let Some(presence) = AgentPresence::from_json(&text) {
-            return Some(presence);
+        Some(text)
+    };
+    let mut previous = read()?;
+    for _ in 0..4 {
+        let text = read()?;
+        if text == previous {
+            return AgentPresence::from_json(&text);
         }
+        previous = text;
     }
     None
 }

@@ -120,7 +120,7 @@ pub(crate) fn program_name(_pid: u32) -> Option<String> {
     None
 }
 
-/// Finds the holder (not a blocked waiter, shown with `->`) of a `FLOCK` lock on the inode in
+/// Finds the holder (not a blocked waiter, shown with `->`, nor a shared lock) of a `FLOCK` lock on the inode in
 /// the text of `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`, the device in
 /// hexadecimal.
 #[cfg(any(target_os = "linux", test))]
@@ -130,7 +130,12 @@ fn holder_in_proc_locks(locks: &str, major: u64, minor: u64, inode: u64) -> Opti
         if fields.next()? != "FLOCK" {
             return None;
         }
-        let pid: u32 = fields.nth(2)?.parse().ok()?;
+        // A shared (READ) lock is a reader's momentary probe, never a holder: transactions and
+        // agents lock exclusively.
+        if fields.nth(1)? != "WRITE" {
+            return None;
+        }
+        let pid: u32 = fields.next()?.parse().ok()?;
         let mut id = fields.next()?.split(':');
         let (dev_major, dev_minor, ino) = (id.next()?, id.next()?, id.next()?);
         let same = u64::from_str_radix(dev_major, 16).ok()? == major
@@ -155,5 +160,7 @@ mod tests {
         assert_eq!(holder_in_proc_locks(locks, 8, 2, 1), None);
         let waiter_only = "2: -> FLOCK  ADVISORY  WRITE 999 fd:01:5678 0 EOF\n";
         assert_eq!(holder_in_proc_locks(waiter_only, 0xfd, 1, 5678), None);
+        let shared_only = "4: FLOCK  ADVISORY  READ 555 fd:01:5678 0 EOF\n";
+        assert_eq!(holder_in_proc_locks(shared_only, 0xfd, 1, 5678), None);
     }
 }
