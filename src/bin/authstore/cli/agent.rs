@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use authstore::AuthEvent;
 use authstore::document::{Freshness, format_timestamp};
 use authstore::error::{Error, ErrorKind};
+use authstore::store::{ActiveAgent, FileStore};
 use serde_json::json;
 
 use super::{Cli, exit, when};
@@ -82,7 +83,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         );
         None
     } else {
-        let agent = match home.try_become_agent()? {
+        let agent = match try_become_agent(&home).await? {
             Some(agent) => agent,
             None => {
                 report.line(
@@ -108,14 +109,14 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         Some(agent)
     };
     let mut wake = wake::WakeWatch::start();
-    let mut backoff = Duration::ZERO;
+    let mut backoff = wake::Backoff::default();
     loop {
         if *stop.borrow() {
             break;
         }
         let wait = match manager.auth().await {
             Ok(snapshot) => {
-                backoff = Duration::ZERO;
+                backoff.reset();
                 while let Ok(event) = events.try_recv() {
                     report_event(&mut report, &event, snapshot.expires_at());
                 }
@@ -142,8 +143,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
                                 .and_then(|d| d.expires_at()),
                             None => None,
                         };
-                        backoff = wake::transient_retry(backoff, codex_expiry, SystemTime::now());
-                        backoff
+                        backoff.after_failure(codex_expiry, SystemTime::now())
                     }
                 };
                 report.line(
@@ -162,11 +162,31 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             // After a suspend (the sleep above runs on a clock that stood still): look now.
             jump = wake.jumped() => {
                 report.line("clock_jumped", json!({"by_secs": jump.signed_secs()}));
+                // A wake earns the one-second retries again: the network is coming back.
+                backoff.reset();
             }
         }
     }
     report.line("stopped", json!({}));
     Ok(exit::SUCCESS)
+}
+
+/// Becomes the home's active agent unless another agent is: a reader (`status`) that probes the
+/// agent lock with a shared try-lock makes a claim fail for a moment with nobody active, which
+/// must not turn this agent into a standby.
+async fn try_become_agent(home: &FileStore) -> Result<Option<ActiveAgent>, Error> {
+    for _ in 0..10 {
+        if let Some(agent) = home.try_become_agent()? {
+            return Ok(Some(agent));
+        }
+        if home.active_agent().is_some() {
+            return Ok(None);
+        }
+        // Held, yet no agent describes itself: a probe, or an agent microseconds from writing
+        // its note. Either is over in well under this.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(None)
 }
 
 /// When to look again: when the token enters the agent's window, but at least a second from now

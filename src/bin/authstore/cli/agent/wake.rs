@@ -5,9 +5,10 @@
 //! a suspend ends 30 s of *awake* time later, long after every editor window woke and asked for a
 //! token. Token expiry is wall-clock time. So the agent reads both clocks on a short tick
 //! ([`TICK`]) and, when the wall clock moved further than the monotonic one by more than
-//! [`JUMP_THRESHOLD`], looks at the credentials at once. The tick costs two clock reads (vDSO
-//! calls on Linux, no system call) and no file I/O; a wall clock set back, or stepped by NTP,
-//! is reported the same way and only makes the agent look again, which is harmless.
+//! [`JUMP_THRESHOLD`], looks at the credentials at once. The tick costs a timer wake-up twice a
+//! second and two clock reads (vDSO calls on Linux, no system call), and no file I/O; a wall
+//! clock set back, or stepped by NTP, is reported the same way and only makes the agent look
+//! again, which is harmless.
 //!
 //! Where the monotonic clock does count suspended time (Windows' performance counter is
 //! documented to keep counting across sleep on current systems), timers fire on time after a
@@ -110,24 +111,44 @@ impl WakeWatch {
     }
 }
 
-/// How long to wait after a transient failure (the authority or the store unreachable), given
-/// the previous wait and when the token Codex reads expires. While Codex's own window is open
-/// (under 300 s left, or expired), every second: right after a wake the network may take
-/// seconds to come back, and every editor window is about to ask for a token. Otherwise doubling
-/// from 1 s, up to a minute.
-pub(super) fn transient_retry(
+/// How long to wait after each transient failure in a row (the authority or the store
+/// unreachable). While Codex's own window is open (under 300 s left, or expired), every second,
+/// [`URGENT_RETRIES`] times: right after a wake the network may take seconds to come back, and
+/// every editor window is about to ask for a token. Otherwise, and once those are spent (a
+/// machine offline for longer, an authority that is down), doubling from 1 s up to a minute.
+/// A success or a wake starts over.
+#[derive(Debug, Default)]
+pub(super) struct Backoff {
     previous: Duration,
-    expires_at: Option<SystemTime>,
-    now: SystemTime,
-) -> Duration {
-    let codex_window_open = expires_at.is_some_and(|exp| {
-        exp.duration_since(now)
-            .map_or(true, |left| left < CODEX_WINDOW)
-    });
-    if codex_window_open {
-        URGENT_RETRY
-    } else {
-        (previous * 2).clamp(Duration::from_secs(1), MAX_BACKOFF)
+    urgent: u32,
+}
+
+/// How many one-second retries in a row Codex's open window earns: about a minute.
+pub(super) const URGENT_RETRIES: u32 = 60;
+
+impl Backoff {
+    /// The wait after one more failure, given when the token Codex reads expires.
+    pub(super) fn after_failure(
+        &mut self,
+        expires_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Duration {
+        let codex_window_open = expires_at.is_some_and(|exp| {
+            exp.duration_since(now)
+                .map_or(true, |left| left < CODEX_WINDOW)
+        });
+        self.previous = if codex_window_open && self.urgent < URGENT_RETRIES {
+            self.urgent += 1;
+            URGENT_RETRY
+        } else {
+            (self.previous * 2).clamp(Duration::from_secs(1), MAX_BACKOFF)
+        };
+        self.previous
+    }
+
+    /// After a success, or a wake: the next failure waits a second again.
+    pub(super) fn reset(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -207,32 +228,52 @@ mod tests {
     #[test]
     fn transient_failures_are_retried_every_second_inside_codex_window() {
         let now = SystemTime::UNIX_EPOCH + S(1_800_000_000);
+        let at = |secs: i64| {
+            if secs >= 0 {
+                now + S(secs.unsigned_abs())
+            } else {
+                now - S(secs.unsigned_abs())
+            }
+        };
         let cases = [
-            // (previous wait, seconds left on the token, expected wait)
-            (S(0), None, S(1)),
-            (S(1), None, S(2)),
-            (S(32), None, S(60)),
-            (S(60), None, S(60)),
-            (S(8), Some(3600), S(16)),
-            (S(8), Some(300), S(16)),
-            (S(8), Some(299), S(1)),
-            (S(60), Some(10), S(1)),
-            (S(60), Some(0), S(1)),
-            (S(60), Some(-30), S(1)),
+            // (failures so far, seconds left on the token, expected wait)
+            (0, None, S(1)),
+            (1, None, S(2)),
+            (5, None, S(32)),
+            (6, None, S(60)),
+            (7, None, S(60)),
+            (4, Some(3600), S(16)),
+            (4, Some(300), S(16)),
+            (4, Some(299), S(1)),
+            (6, Some(10), S(1)),
+            (6, Some(0), S(1)),
+            (6, Some(-30), S(1)),
+            (6, Some(-86_400), S(1)),
         ];
-        for (previous, left, expected) in cases {
-            let expires_at = left.map(|secs: i64| {
-                if secs >= 0 {
-                    now + S(secs.unsigned_abs())
-                } else {
-                    now - S(secs.unsigned_abs())
-                }
-            });
+        for (failures, left, expected) in cases {
+            let mut backoff = Backoff::default();
+            for _ in 0..failures {
+                backoff.after_failure(None, now);
+            }
             assert_eq!(
-                transient_retry(previous, expires_at, now),
+                backoff.after_failure(left.map(at), now),
                 expected,
-                "previous {previous:?}, {left:?} s left"
+                "after {failures} failures, {left:?} s left"
             );
         }
+    }
+
+    #[test]
+    fn one_second_retries_are_bounded_then_back_off_until_a_reset() {
+        let now = SystemTime::UNIX_EPOCH + S(1_800_000_000);
+        let expired = Some(now - S(3600)); // a machine that was offline for an hour
+        let mut backoff = Backoff::default();
+        let waits: Vec<Duration> = (0..URGENT_RETRIES + 4)
+            .map(|_| backoff.after_failure(expired, now))
+            .collect();
+        assert!(waits[..URGENT_RETRIES as usize].iter().all(|w| *w == S(1)));
+        assert_eq!(waits[URGENT_RETRIES as usize..], [S(2), S(4), S(8), S(16)]);
+        backoff.reset();
+        assert_eq!(backoff.after_failure(expired, now), S(1));
     }
 }
