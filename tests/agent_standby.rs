@@ -161,3 +161,70 @@ async fn agent_status(env: &Env) -> serde_json::Value {
     assert_success(&output);
     serde_json::from_slice(&output.stdout).expect("agent status --json prints JSON")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_an_agent_stopped_with_sigterm() {
+    let env = Env::new().await;
+    log_in(&env);
+    let mut first = Agent::start(&env, "600");
+    first.wait_for("active").await;
+    let mut second = Agent::start(&env, "600");
+    second.wait_for("standby").await;
+
+    assert!(first.end(libc::SIGTERM).await.success());
+    let active = second.wait_for("active").await;
+    assert_eq!(active["pid"], second.pid);
+    assert_eq!(reported_agent_pid(&env).await, Some(u64::from(second.pid)));
+    assert!(second.end(libc::SIGTERM).await.success());
+    assert_eq!(reported_agent_pid(&env).await, None);
+}
+
+/// An agent in a container that shares the home (another PID namespace) calls itself pid 1;
+/// `status` on the host names it by the pid the host sees, instead of reporting no agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_in_another_pid_namespace_is_named_by_the_pid_seen_here() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a new PID namespace (unshare --pid) needs root");
+        return;
+    }
+    let env = Env::new().await;
+    log_in(&env);
+    let inner = env.command(&["agent", "--json", "--ahead", "600"]);
+    let inner = inner.as_std();
+    let mut command = tokio::process::Command::new("unshare");
+    // --kill-child: the agent dies with the unshare process the test stops.
+    command
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut agent = Agent::spawn(command);
+    let active = agent.wait_for("active").await;
+    assert_eq!(active["pid"], 1, "pid 1 in its own namespace: {active}");
+
+    let pid = reported_agent_pid(&env)
+        .await
+        .expect("the agent in the other namespace is reported");
+    assert_ne!(pid, 1, "named by the pid this side sees");
+    let program = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(program.trim(), "authstore", "pid {pid} is the agent");
+
+    // unshare ignores SIGTERM while it waits for its child: stop the agent itself, by the pid
+    // this side sees, and unshare exits with it.
+    // SAFETY: kill(2) on the agent process the test started (checked by name above).
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(BOUND, agent.child.wait())
+        .await
+        .expect("the agent ends in time")
+        .unwrap();
+    assert!(status.success(), "the agent stopped cleanly: {status}");
+    assert_eq!(reported_agent_pid(&env).await, None);
+}

@@ -94,6 +94,8 @@ fn token_on_disk(env: &Env, field: &str) -> String {
 async fn token(env: &Env, args: &[&str]) -> String {
     let mut all = vec!["-vvv", "token"];
     all.extend_from_slice(args);
+    // The tokens before the run (the refresh token a refresh presents) and after it.
+    let before = ["refresh_token", "id_token"].map(|field| token_on_disk(env, field));
     let output = env.run(&all).await;
     assert_success(&output);
     let everything = format!(
@@ -101,12 +103,13 @@ async fn token(env: &Env, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    for field in ["refresh_token", "id_token"] {
-        let secret = token_on_disk(env, field);
-        assert!(
-            !everything.contains(&secret),
-            "{args:?} printed the {field}"
-        );
+    for (field, earlier) in ["refresh_token", "id_token"].into_iter().zip(before) {
+        for secret in [earlier, token_on_disk(env, field)] {
+            assert!(
+                !everything.contains(&secret),
+                "{args:?} printed the {field}"
+            );
+        }
     }
     stdout(&output)
 }
