@@ -330,8 +330,12 @@ const BOTH_STORES: &str = "--store (AUTHSTORE_STORE) and --store-file (AUTHSTORE
      store; give one of them";
 
 /// The store URL in the file `--store-file` names: its first line, trimmed.
+///
+/// The file is opened once, and its mode is checked on that open handle: the file whose URL is
+/// used is the file whose permissions are judged, even if the path is replaced meanwhile.
 fn read_store_file(path: &std::path::Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    use std::io::Read;
+    let unreadable = |error: std::io::Error| {
         let what = match error.kind() {
             std::io::ErrorKind::NotFound => "does not exist".to_owned(),
             _ => format!("cannot be read ({error})"),
@@ -341,10 +345,15 @@ fn read_store_file(path: &std::path::Path) -> Result<String, Error> {
              or give --store",
             path.display()
         ))
-    })?;
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(unreadable)?;
     #[cfg(unix)]
-    if let Ok(metadata) = std::fs::metadata(path) {
+    if let Ok(metadata) = file.metadata() {
         use std::os::unix::fs::PermissionsExt;
+        // Any group or other permission bit, as the library's check of auth.json (which the
+        // binary cannot call: it is the library's own).
         if metadata.permissions().mode() & 0o077 != 0 {
             eprintln!(
                 "authstore: warning: {} is readable by other users; run: chmod 600 {}",
