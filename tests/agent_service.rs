@@ -474,6 +474,57 @@ fn without_a_user_manager_install_writes_the_unit_and_says_how_to_enable_it() {
     assert_eq!(sandbox.tree(), before);
 }
 
+/// A directory where a file is to be written makes the write fail even as root (a file cannot
+/// be renamed over a non-empty directory).
+fn block_with_a_directory(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::write(path.join("keep"), "").unwrap();
+}
+
+#[test]
+fn a_failed_systemd_install_leaves_no_secret_file_and_no_unit_naming_a_missing_one() {
+    let install = [
+        "agent",
+        "install",
+        "--service",
+        "systemd",
+        "--store",
+        SECRET_URL,
+    ];
+    let env_file = |sandbox: &Sandbox| sandbox.unit_path().with_file_name("authstore-agent.env");
+
+    // The unit cannot be written: the environment file with the password is not left behind.
+    let sandbox = Sandbox::new();
+    block_with_a_directory(&sandbox.unit_path());
+    let output = sandbox.run(&install);
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains(&sandbox.unit_path().display().to_string()),
+        "{said}"
+    );
+    assert!(!said.contains(PASSWORD), "{said}");
+    assert!(!env_file(&sandbox).exists(), "the secret file stays behind");
+
+    // The environment file cannot be written: no unit is left naming it, and the directories
+    // install created are gone again.
+    let sandbox = Sandbox::new();
+    block_with_a_directory(&env_file(&sandbox));
+    let before = sandbox.tree();
+    let output = sandbox.run(&install);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(sandbox.tree(), before);
+
+    // A reinstall that fails there keeps the unit that was installed.
+    let sandbox = Sandbox::new();
+    sandbox.ok(&["agent", "install", "--service", "systemd"]);
+    let installed = std::fs::read(sandbox.unit_path()).unwrap();
+    block_with_a_directory(&env_file(&sandbox));
+    let output = sandbox.run(&install);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(std::fs::read(sandbox.unit_path()).unwrap(), installed);
+}
+
 #[test]
 fn the_launchd_plist_parses_with_the_keys_launchd_reads_and_every_string_escaped() {
     let sandbox = Sandbox::new();

@@ -13,6 +13,9 @@
 //! `AUTHSTORE_STORE="..."` read through `EnvironmentFile=`: in double quotes, where systemd's
 //! environment-file parser (the shell's rules) takes `\` followed by one of `"` `\` `` ` `` `$`
 //! as that character. systemd ignores files in its unit directories whose names are not units.
+//! Install writes the unit before that file and puts the unit back as it was when the file
+//! cannot be written, so that a failed install leaves neither a stray secret nor a unit naming
+//! a file that is not there.
 //!
 //! Whether a user manager runs is asked of `systemctl --user is-system-running`, whose stdout
 //! names the manager's state, or `offline` when there is none to ask, whatever the exit code
@@ -104,22 +107,12 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
     let reinstall = paths.unit.exists();
     // A reinstall keeps the record of what the first install created.
     let mut created = recorded_dirs(&paths.unit);
-    created.extend(create_dirs(&paths.dir)?);
-    match &agent.secret_store {
-        Some(url) => {
-            write_file(&paths.env, &environment_file(url)?, true)?;
-            println!(
-                "wrote {} (0600: the --store URL, which holds a password)",
-                paths.env.display()
-            );
-        }
-        None => {
-            remove_file(&paths.env)?;
-        }
+    let created_now = create_dirs(&paths.dir)?;
+    created.extend(created_now.iter().cloned());
+    if let Err(failure) = write_unit_and_environment(&paths, homes, agent, &created) {
+        remove_created_dirs(&created_now);
+        return Err(failure);
     }
-    let unit = Unit::new(homes, agent, &created).render();
-    write_file(&paths.unit, unit.as_bytes(), false)?;
-    println!("wrote {}", paths.unit.display());
     match user_manager() {
         Err(why) => println!(
             "{why}, so {UNIT_NAME} is written but not enabled; to enable and start it: \
@@ -136,6 +129,42 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
                 "enabled and started {UNIT_NAME}; see it with: systemctl --user status {UNIT_NAME}"
             );
         }
+    }
+    Ok(())
+}
+
+/// Writes the unit, then the environment file (or removes one an earlier install wrote). The
+/// unit first: when it cannot be written, no secret is left behind. When the environment file
+/// then cannot be written, the unit is put back as it was, so that no unit is left naming a
+/// file that is not there or holds an old URL.
+fn write_unit_and_environment(
+    paths: &Paths,
+    homes: &Homes,
+    agent: &AgentCommand,
+    created: &[PathBuf],
+) -> Result<(), Failure> {
+    let previous_unit = std::fs::read(&paths.unit).ok();
+    let unit = Unit::new(homes, agent, created).render();
+    write_file(&paths.unit, unit.as_bytes(), false)?;
+    let environment = match &agent.secret_store {
+        Some(url) => {
+            environment_file(url).and_then(|contents| write_file(&paths.env, &contents, true))
+        }
+        None => remove_file(&paths.env).map(drop),
+    };
+    if let Err(failure) = environment {
+        let _ = match previous_unit {
+            Some(previous) => write_file(&paths.unit, &previous, false),
+            None => remove_file(&paths.unit).map(drop),
+        };
+        return Err(failure);
+    }
+    println!("wrote {}", paths.unit.display());
+    if agent.secret_store.is_some() {
+        println!(
+            "wrote {} (0600: the --store URL, which holds a password)",
+            paths.env.display()
+        );
     }
     Ok(())
 }
