@@ -55,13 +55,21 @@ esac
 exit 0
 "#;
 
-/// Records its arguments; `bootstrap` copies the plist it is given, as a loaded agent.
+/// Records its arguments; `bootstrap` copies the plist it is given, as a loaded agent, except
+/// that the first `$FAIL_BOOTSTRAPS` bootstraps (counted in `$CALLS`) fail as launchd does while
+/// it is still removing a label that was booted out.
 const FAKE_LAUNCHCTL: &str = r#"#!/bin/sh
 printf 'launchctl %s\n' "$*" >> "$CALLS"
 case "$1" in
   print) [ -f "$STARTED" ] || { echo "Could not find service" >&2; exit 113; }; echo "state = running" ;;
   print-disabled) printf 'disabled services = {\n}\n' ;;
-  bootstrap) /bin/cp "$3" "$STARTED" ;;
+  bootstrap)
+    tries=0
+    while read -r call; do case "$call" in "launchctl bootstrap "*) tries=$((tries + 1)) ;; esac; done < "$CALLS"
+    if [ "$tries" -le "${FAIL_BOOTSTRAPS:-0}" ]; then
+      echo "Bootstrap failed: 5: Input/output error" >&2; exit 5
+    fi
+    /bin/cp "$3" "$STARTED" ;;
   bootout) /bin/rm -f "$STARTED" ;;
 esac
 exit 0
@@ -630,6 +638,62 @@ fn launchd_install_bootstraps_the_agent_and_uninstall_boots_it_out_leaving_nothi
         said.contains("launchctl is not on PATH") && said.contains(&how),
         "{said}"
     );
+}
+
+#[test]
+fn launchd_reinstall_tries_bootstrap_again_while_launchd_is_still_removing_the_old_agent() {
+    let sandbox = Sandbox::new();
+    sandbox.install_tool("launchctl", FAKE_LAUNCHCTL);
+    // SAFETY: getuid(2) cannot fail.
+    let domain = format!("gui/{}", unsafe { libc::getuid() });
+    let service = format!("{domain}/{LABEL}");
+    let plist = sandbox.plist_path().display().to_string();
+    sandbox.ok(&["agent", "install", "--service", "launchd"]);
+    sandbox.take_calls();
+
+    // The first bootstrap after the bootout fails; the second loads the new plist.
+    let reinstall = ["agent", "install", "--service", "launchd", "--ahead", "900"];
+    let output = sandbox
+        .command(&reinstall)
+        .env("FAIL_BOOTSTRAPS", "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert_eq!(
+        sandbox.take_calls(),
+        [
+            format!("launchctl print {service}"),
+            format!("launchctl bootout {service}"),
+            format!("launchctl enable {service}"),
+            format!("launchctl bootstrap {domain} {plist}"),
+            format!("launchctl bootstrap {domain} {plist}"),
+        ]
+    );
+    assert_eq!(
+        std::fs::read(sandbox.path("started")).unwrap(),
+        std::fs::read(&plist).unwrap(),
+        "the new plist is loaded"
+    );
+
+    // Failing every time: a bounded number of tries, then launchctl's last error, exit 1.
+    let output = sandbox
+        .command(&reinstall)
+        .env("FAIL_BOOTSTRAPS", "1000")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("Bootstrap failed: 5: Input/output error") && said.contains("10 times"),
+        "{said}"
+    );
+    let bootstraps = sandbox
+        .take_calls()
+        .iter()
+        .filter(|call| call.starts_with("launchctl bootstrap "))
+        .count();
+    assert_eq!(bootstraps, 10);
 }
 
 #[test]

@@ -19,7 +19,9 @@
 //! Install: `launchctl print gui/$UID/dev.authstore.agent` tells whether it is loaded; if so
 //! `launchctl bootout` first (so that the new plist is the one that runs), then `launchctl
 //! enable` (undoes an earlier `launchctl disable`, which would make bootstrap fail) and
-//! `launchctl bootstrap gui/$UID <plist>`. Uninstall: `bootout`, then the files go. Status:
+//! `launchctl bootstrap gui/$UID <plist>`, tried up to 10 times 300 ms apart while it fails
+//! (after a bootout launchd may still be removing the label: "Bootstrap failed: 5: Input/output
+//! error"). Uninstall: `bootout`, then the files go. Status:
 //! loaded and `state = running` in `launchctl print`; disabled per `launchctl print-disabled`.
 //!
 //! Not verified: no macOS here. The plist is parsed by Python's `plistlib` (the keys and values
@@ -152,7 +154,7 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
                 launchctl(&["bootout", &service])?;
             }
             launchctl(&["enable", &service])?;
-            launchctl(&["bootstrap", &domain, &plist_path])?;
+            bootstrap(&domain, &plist_path)?;
             println!("loaded and started {LABEL}; see it with: launchctl print {service}");
         }
     }
@@ -220,6 +222,34 @@ pub(super) fn state(homes: &Homes) -> ServiceState {
         }
     }
     state
+}
+
+/// How many times install tries `launchctl bootstrap`, and how long it waits between tries.
+const BOOTSTRAP_ATTEMPTS: u32 = 10;
+const BOOTSTRAP_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// `launchctl bootstrap DOMAIN PLIST`, tried again while it fails: right after `bootout`,
+/// launchd may still be removing the label, and bootstrap then fails ("Bootstrap failed: 5:
+/// Input/output error"). Fails with the last attempt's error after [`BOOTSTRAP_ATTEMPTS`].
+fn bootstrap(domain: &str, plist: &str) -> Result<(), Failure> {
+    let args = ["bootstrap", domain, plist];
+    let mut attempt = 1;
+    loop {
+        match launchctl(&args) {
+            Ok(()) => return Ok(()),
+            Err(failure) if attempt >= BOOTSTRAP_ATTEMPTS => {
+                return Err(Failure::other(format!(
+                    "{} (tried {attempt} times, {} ms apart)",
+                    failure.message,
+                    BOOTSTRAP_RETRY_DELAY.as_millis()
+                )));
+            }
+            Err(_) => {
+                attempt += 1;
+                std::thread::sleep(BOOTSTRAP_RETRY_DELAY);
+            }
+        }
+    }
 }
 
 fn launchctl(args: &[&str]) -> Result<(), Failure> {
