@@ -1,7 +1,9 @@
 #![cfg(unix)] // the stand-in service tools are shell scripts; file modes are Unix's
 //! `authstore agent install | uninstall | status`: the service definitions are what systemd,
 //! launchd and Task Scheduler read, install and uninstall run the service manager's commands and
-//! leave nothing behind, and a store password reaches no definition.
+//! leave nothing behind, a store password reaches no definition, and settings that live only in
+//! the environment (a proxy with its password) reach systemd's 0600 file or a warning, never a
+//! definition.
 //!
 //! Every run of the real binary gets a temporary HOME and XDG_CONFIG_HOME, an emptied
 //! environment, and a PATH that holds only stand-in `systemctl` / `launchctl` scripts (which
@@ -854,6 +856,185 @@ fn a_store_password_reaches_no_service_file_and_no_printed_one_only_a_0600_file(
             before,
             "{kind}: uninstall removes the secret file too"
         );
+    }
+}
+
+/// Settings that live only in the environment, as install finds them set: a proxy URL with a
+/// password (and characters the environment file must quote), the token endpoint override.
+const PROXY: &str = "http://bob:pr0xy-pw\"$x`\\@proxy.example:3128";
+const PROXY_PASSWORD: &str = "pr0xy-pw";
+const TOKEN_URL: &str = "http://127.0.0.1:9/oauth/token";
+
+fn with_settings(mut command: Command) -> Command {
+    command
+        .env("HTTPS_PROXY", PROXY)
+        .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", TOKEN_URL)
+        .env("no_proxy", "localhost,127.0.0.1");
+    command
+}
+
+#[test]
+fn systemd_carries_the_environments_settings_in_the_0600_file_and_never_in_the_unit() {
+    let sandbox = Sandbox::new();
+    sandbox.install_tool("systemctl", FAKE_SYSTEMCTL);
+    let env_file = sandbox.unit_path().with_file_name("authstore-agent.env");
+    let before = sandbox.tree();
+    let install = ["agent", "install", "--service", "systemd"];
+
+    // --print: the unit names the file, stderr says what install would write there.
+    let output = with_settings(sandbox.command(&[&install[..], &["--print"]].concat()))
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(sandbox.tree(), before, "--print changes nothing on disk");
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    for name in [
+        "HTTPS_PROXY",
+        "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+        "no_proxy",
+    ] {
+        assert!(
+            said.lines()
+                .any(|line| line.contains(name) && line.contains(&env_file.display().to_string())),
+            "{name}: {said}"
+        );
+    }
+    assert!(printed.contains(&format!("EnvironmentFile={}\n", env_file.display())));
+    assert!(!printed.contains(PROXY_PASSWORD) && !printed.contains(TOKEN_URL));
+
+    let output = with_settings(sandbox.command(&install)).output().unwrap();
+    let said = String::from_utf8_lossy(&[output.stdout, output.stderr].concat()).into_owned();
+    assert!(output.status.success(), "{said}");
+    assert!(
+        !said.contains(PROXY_PASSWORD) && !said.contains(TOKEN_URL),
+        "{said}"
+    );
+    assert_eq!(mode(&env_file), 0o600);
+    let unit = std::fs::read_to_string(sandbox.unit_path()).unwrap();
+    assert!(unit.contains(&format!("EnvironmentFile={}\n", env_file.display())));
+    assert!(
+        !unit.contains(PROXY_PASSWORD) && !unit.contains(TOKEN_URL),
+        "{unit}"
+    );
+    #[cfg(target_os = "linux")]
+    {
+        let (_, complaints) = systemd_reads(&sandbox, &unit);
+        assert!(complaints.trim().is_empty(), "{complaints}");
+    }
+    // systemd's environment-file syntax is the shell's: a shell reads the values back.
+    let shell = Command::new("sh")
+        .args([
+            "-c",
+            "set -a; . \"$1\"; printf '%s\\n' \"$HTTPS_PROXY\" \"$CODEX_REFRESH_TOKEN_URL_OVERRIDE\" \"$no_proxy\"",
+            "sh",
+        ])
+        .arg(&env_file)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(shell.stdout).unwrap(),
+        format!("{PROXY}\n{TOKEN_URL}\nlocalhost,127.0.0.1\n")
+    );
+
+    // A value no environment file line can hold is left out, with a warning naming it.
+    let output = with_settings(sandbox.command(&install))
+        .env("ALL_PROXY", "http://proxy.example\nINJECTED=1")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.lines()
+            .any(|line| line.contains("ALL_PROXY") && line.contains("will not see it")),
+        "{said}"
+    );
+    let carried = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        carried.contains("HTTPS_PROXY=")
+            && !carried.contains("ALL_PROXY")
+            && !carried.contains("INJECTED"),
+        "{carried}"
+    );
+
+    // Installed again without them: the file goes, and the unit no longer names it.
+    sandbox.ok(&install);
+    assert!(!env_file.exists());
+    let unit = std::fs::read_to_string(sandbox.unit_path()).unwrap();
+    assert!(!unit.contains("EnvironmentFile="), "{unit}");
+    sandbox.ok(&["agent", "uninstall", "--service", "systemd"]);
+    assert_eq!(sandbox.tree(), before);
+}
+
+#[test]
+fn launchd_and_task_scheduler_name_each_setting_the_service_will_not_see_and_copy_none() {
+    for kind in ["launchd", "windows"] {
+        let sandbox = Sandbox::new();
+        sandbox.install_tool("launchctl", FAKE_LAUNCHCTL);
+        let install = ["agent", "install", "--service", kind];
+        let warned = |output: &Output| {
+            let said = String::from_utf8_lossy(&output.stderr);
+            for name in [
+                "HTTPS_PROXY",
+                "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+                "no_proxy",
+            ] {
+                let lines = said
+                    .lines()
+                    .filter(|line| line.contains(&format!(" {name} is set here")))
+                    .count();
+                assert_eq!(lines, 1, "{kind} {name}: {said}");
+            }
+            assert!(said.contains("will not see it"), "{kind}: {said}");
+            assert!(
+                !said.contains(PROXY_PASSWORD) && !said.contains(TOKEN_URL),
+                "{kind}: {said}"
+            );
+        };
+
+        let before = sandbox.tree();
+        let output = with_settings(sandbox.command(&[&install[..], &["--print"]].concat()))
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        assert_eq!(sandbox.tree(), before, "{kind}: --print changes nothing");
+        warned(&output);
+        let printed = String::from_utf8(output.stdout).unwrap();
+        for text in [
+            PROXY_PASSWORD,
+            TOKEN_URL,
+            "HTTPS_PROXY",
+            "EnvironmentVariables",
+        ] {
+            assert!(!printed.contains(text), "{kind} --print: {text}");
+        }
+
+        let output = with_settings(sandbox.command(&install)).output().unwrap();
+        assert!(output.status.success());
+        warned(&output);
+        // No file install wrote holds the settings, as UTF-8 or as UTF-16.
+        for (path, contents) in sandbox.tree() {
+            let Some(contents) = contents else { continue };
+            let utf16: Vec<u16> = contents
+                .chunks_exact(2)
+                .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                .collect();
+            for text in [
+                String::from_utf8_lossy(&contents).into_owned(),
+                String::from_utf16_lossy(&utf16),
+            ] {
+                assert!(
+                    !text.contains(PROXY_PASSWORD) && !text.contains(TOKEN_URL),
+                    "{kind}: {}",
+                    path.display()
+                );
+            }
+        }
+        if kind == "launchd" {
+            let plist = std::fs::read_to_string(sandbox.plist_path()).unwrap();
+            assert!(!plist.contains("HTTPS_PROXY"), "{plist}");
+        }
     }
 }
 

@@ -14,7 +14,10 @@
 //! launchd has no environment file, and `EnvironmentVariables` would put a store password into
 //! the plist in clear. So a `--store` URL that holds a password is written to
 //! `~/Library/Application Support/authstore/agent-store-url` (0600), and the agent reads it
-//! with `--store-file`.
+//! with `--store-file`. The settings of `SERVICE_ENVIRONMENT` (proxies, Codex's overrides) are
+//! not copied into the plist either: install and `--print` name each one set, on stderr, as one
+//! the agent will not see, and suggest `launchctl setenv` (not verified here to reach an agent
+//! bootstrapped afterwards, though that is what it is documented to do).
 //!
 //! Install: `launchctl print gui/$UID/dev.authstore.agent` tells whether it is loaded; if so
 //! `launchctl bootout` first (so that the new plist is the one that runs), then `launchctl

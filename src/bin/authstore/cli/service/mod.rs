@@ -11,6 +11,13 @@
 //! launchd and Task Scheduler have no such thing, so the agent reads it from a 0600 file through
 //! `--store-file` (a global option, also usable by hand).
 //!
+//! Settings that live only in the environment ([`SERVICE_ENVIRONMENT`]: the proxies, Codex's
+//! endpoint overrides, CA certificates, the log filter) are not passed on by a service manager
+//! from the shell install runs in. systemd gets those that are set in the same 0600 file (a
+//! proxy URL may hold a password, so never in the unit); a plist is readable by every user and
+//! task XML has no place for them, so for launchd and Task Scheduler install (and `--print`)
+//! says on stderr, one line per setting, that the service will not see it and what to do.
+//!
 //! Install writes the files first and then asks the service manager to load and start them. When
 //! the manager's tool is missing or no manager runs (a container, an SSH session without a user
 //! manager), the files stay written and one line says how to start them later; the exit code is
@@ -149,6 +156,7 @@ fn install(cli: &Cli, args: &InstallArgs) -> Result<(), Failure> {
     }
     let agent = AgentCommand::from_cli(cli, args.ahead)?;
     let homes = Homes::from_env()?;
+    report_environment(args.service.kind(), &homes, &agent, args.print);
     match (args.service.kind(), args.print) {
         (Kind::Systemd, true) => print(&systemd::Unit::new(&homes, &agent, &[]).render()),
         (Kind::Systemd, false) => systemd::install(&homes, &agent),
@@ -156,6 +164,41 @@ fn install(cli: &Cli, args: &InstallArgs) -> Result<(), Failure> {
         (Kind::Launchd, false) => launchd::install(&homes, &agent),
         (Kind::Windows, true) => print(&windows::Task::new(&homes, &agent).render_utf8()),
         (Kind::Windows, false) => windows::install(&homes, &agent),
+    }
+}
+
+/// One line on stderr for each setting of [`SERVICE_ENVIRONMENT`] set here that the service will
+/// not see, saying what to do; and under systemd's `--print`, one for each that install would
+/// write into the 0600 file (which `--print` does not write).
+fn report_environment(kind: Kind, homes: &Homes, agent: &AgentCommand, print: bool) {
+    for setting in &agent.environment {
+        let name = setting.name;
+        match (kind, &setting.value) {
+            (Kind::Systemd, Ok(_)) if print => eprintln!(
+                "authstore: note: {name} is set here: install writes it into {} (0600), which the \
+                 unit reads; --print writes nothing",
+                systemd::environment_path(homes).display()
+            ),
+            (Kind::Systemd, Ok(_)) => {}
+            (Kind::Systemd, Err(why)) => eprintln!(
+                "authstore: warning: {name} is set here, but {why}, so it cannot be written into \
+                 {} and the service will not see it; fix its value, or run `authstore agent` \
+                 yourself where it is set",
+                systemd::environment_path(homes).display()
+            ),
+            (Kind::Launchd, _) => eprintln!(
+                "authstore: warning: {name} is set here, but the launchd agent will not see it: \
+                 its plist is readable by every user, so install does not copy it there; to give \
+                 it to the agent, run `launchctl setenv {name} <value>` before installing (it \
+                 lasts until logout), or run `authstore agent` yourself where it is set"
+            ),
+            (Kind::Windows, _) => eprintln!(
+                "authstore: warning: {name} is set here, but the task will not see it unless it \
+                 is one of your user environment variables (a logon task gets those, not this \
+                 shell's; task XML has no safe place for it); make it one with `setx {name} \
+                 <value>`, then log on again"
+            ),
+        }
     }
 }
 
@@ -237,6 +280,8 @@ pub(crate) struct AgentCommand {
     arguments: Vec<String>,
     /// A `--store` URL that holds (or may hold) a password: the service gets it out of band.
     secret_store: Option<String>,
+    /// The settings of [`SERVICE_ENVIRONMENT`] set where install runs, in that order.
+    environment: Vec<Setting>,
 }
 
 impl AgentCommand {
@@ -301,6 +346,19 @@ impl AgentCommand {
             program,
             arguments,
             secret_store,
+            environment: Setting::from_env(),
+        })
+    }
+
+    /// The settings of [`SERVICE_ENVIRONMENT`] that a definition (systemd's environment file)
+    /// can hold, with their values.
+    fn carried_environment(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.environment.iter().filter_map(|setting| {
+            setting
+                .value
+                .as_deref()
+                .ok()
+                .map(|value| (setting.name, value))
         })
     }
 
@@ -333,6 +391,64 @@ fn may_hold_password(url: &str) -> bool {
         }
         // A key=value connection string without "password" in it.
         None => false,
+    }
+}
+
+/// Settings the agent reads only from its environment, which a service manager does not pass on
+/// from the shell install runs in: the proxies reqwest reads (through hyper-util; each in both
+/// spellings, the upper-case one first as it reads them), Codex's token endpoint and client id
+/// overrides, the CA certificates rustls-native-certs reads, the root certificate the postgres
+/// store reads as libpq does, and the log filter.
+const SERVICE_ENVIRONMENT: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    authstore::authority::TOKEN_URL_ENV,
+    authstore::authority::CLIENT_ID_ENV,
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "PGSSLROOTCERT",
+    "AUTHSTORE_LOG",
+];
+
+/// One setting of [`SERVICE_ENVIRONMENT`] that is set where install runs (possibly empty, which
+/// is not the same as unset to every reader: an empty `HTTPS_PROXY` hides `https_proxy`).
+struct Setting {
+    name: &'static str,
+    /// The value, or why no definition can hold it.
+    value: Result<String, &'static str>,
+}
+
+impl Setting {
+    fn from_env() -> Vec<Self> {
+        let mut settings: Vec<Self> = Vec::new();
+        for &name in SERVICE_ENVIRONMENT {
+            // Windows' names are case-insensitive: `https_proxy` is `HTTPS_PROXY` again.
+            if cfg!(windows)
+                && settings
+                    .iter()
+                    .any(|setting| setting.name.eq_ignore_ascii_case(name))
+            {
+                continue;
+            }
+            let Some(value) = std::env::var_os(name) else {
+                continue;
+            };
+            let value = match value.into_string() {
+                Ok(value) if value.chars().any(char::is_control) => {
+                    Err("its value holds a control character (a line break?)")
+                }
+                Ok(value) => Ok(value),
+                Err(_) => Err("its value is not valid UTF-8"),
+            };
+            settings.push(Self { name, value });
+        }
+        settings
     }
 }
 

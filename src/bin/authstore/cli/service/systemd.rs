@@ -10,7 +10,9 @@
 //! as `/a$b/x`, not as `/a$$b/x`; checked with systemd 252).
 //!
 //! A store URL holding a password goes into `authstore-agent.env` beside the unit (0600), as
-//! `AUTHSTORE_STORE="..."` read through `EnvironmentFile=`: in double quotes, where systemd's
+//! `AUTHSTORE_STORE="..."` read through `EnvironmentFile=`, and so do the settings of
+//! `SERVICE_ENVIRONMENT` set where install runs (`HTTPS_PROXY="..."`: a proxy URL may hold a
+//! password, so never in the unit, which names them only): in double quotes, where systemd's
 //! environment-file parser (the shell's rules) takes `\` followed by one of `"` `\` `` ` `` `$`
 //! as that character. systemd ignores files in its unit directories whose names are not units.
 //! Install writes the unit before that file and puts the unit back as it was when the file
@@ -54,6 +56,12 @@ impl Paths {
     }
 }
 
+/// The environment file beside the unit (0600): the secret store URL and the settings of
+/// [`super::SERVICE_ENVIRONMENT`] set where install runs.
+pub(super) fn environment_path(homes: &Homes) -> PathBuf {
+    Paths::new(homes).env
+}
+
 /// The unit file for one agent command.
 pub(super) struct Unit<'a> {
     agent: &'a AgentCommand,
@@ -87,9 +95,23 @@ impl<'a> Unit<'a> {
                 .map(|argument| exec_word(argument, false)),
         );
         unit += &format!("ExecStart={}\n", words.join(" "));
+        let carried: Vec<&str> = self
+            .agent
+            .carried_environment()
+            .map(|(name, _)| name)
+            .collect();
         if self.agent.secret_store.is_some() {
             unit += "# The store URL holds a password: it is AUTHSTORE_STORE in this file (0600),\n\
                      # which `authstore agent install` writes (--print does not).\n";
+        }
+        if !carried.is_empty() {
+            unit += &format!(
+                "# {}: set where install ran, and not passed on by the service manager, so in\n\
+                 # this file too (0600: a proxy URL may hold a password; --print does not write it).\n",
+                carried.join(", ")
+            );
+        }
+        if self.agent.secret_store.is_some() || !carried.is_empty() {
             unit += &format!(
                 "EnvironmentFile={}\n",
                 escape_specifiers(&self.env_file.display().to_string())
@@ -146,11 +168,12 @@ fn write_unit_and_environment(
     let previous_unit = std::fs::read(&paths.unit).ok();
     let unit = Unit::new(homes, agent, created).render();
     write_file(&paths.unit, unit.as_bytes(), false)?;
-    let environment = match &agent.secret_store {
-        Some(url) => {
-            environment_file(url).and_then(|contents| write_file(&paths.env, &contents, true))
-        }
-        None => remove_file(&paths.env).map(drop),
+    let carried: Vec<(&str, &str)> = agent.carried_environment().collect();
+    let environment = if agent.secret_store.is_some() || !carried.is_empty() {
+        environment_file(agent.secret_store.as_deref(), &carried)
+            .and_then(|contents| write_file(&paths.env, &contents, true))
+    } else {
+        remove_file(&paths.env).map(drop)
     };
     if let Err(failure) = environment {
         let _ = match previous_unit {
@@ -160,11 +183,16 @@ fn write_unit_and_environment(
         return Err(failure);
     }
     println!("wrote {}", paths.unit.display());
+    let mut held = Vec::new();
     if agent.secret_store.is_some() {
-        println!(
-            "wrote {} (0600: the --store URL, which holds a password)",
-            paths.env.display()
-        );
+        held.push("the --store URL, which holds a password".to_owned());
+    }
+    if !carried.is_empty() {
+        let names: Vec<&str> = carried.iter().map(|(name, _)| *name).collect();
+        held.push(format!("{}, set here", names.join(", ")));
+    }
+    if !held.is_empty() {
+        println!("wrote {} (0600: {})", paths.env.display(), held.join("; "));
     }
     Ok(())
 }
@@ -292,25 +320,46 @@ fn escape_specifiers(value: &str) -> String {
     value.replace('%', "%%")
 }
 
-/// `AUTHSTORE_STORE="..."`, read back by systemd's environment-file parser as the URL.
-fn environment_file(url: &str) -> Result<Vec<u8>, Failure> {
-    if url.chars().any(|c| c.is_control()) {
+/// `AUTHSTORE_STORE="..."` and `NAME="..."` for each carried setting, read back by systemd's
+/// environment-file parser as the values.
+fn environment_file(
+    secret_store: Option<&str>,
+    settings: &[(&str, &str)],
+) -> Result<Vec<u8>, Failure> {
+    if secret_store.is_some_and(|url| url.chars().any(char::is_control)) {
         return Err(Failure::usage(
             "the --store URL contains a control character (a line break?); give it on one line",
         ));
     }
+    let mut text = format!(
+        "# The authstore agent's environment ({UNIT_NAME}, EnvironmentFile=). 0600: it may hold \
+         a password.\n"
+    );
+    let assignments = secret_store
+        .map(|url| ("AUTHSTORE_STORE", url))
+        .into_iter()
+        .chain(settings.iter().copied());
+    for (name, value) in assignments {
+        // Settings with control characters are not carried (see `Setting::from_env`).
+        if value.chars().any(char::is_control) {
+            continue;
+        }
+        text += &format!("{name}=\"{}\"\n", double_quoted(value));
+    }
+    Ok(text.into_bytes())
+}
+
+/// The inside of a double-quoted value in an environment file: `"`, `\`, `` ` `` and `$`
+/// backslash-escaped (the shell's rules, which systemd's parser follows).
+fn double_quoted(value: &str) -> String {
     let mut quoted = String::new();
-    for c in url.chars() {
+    for c in value.chars() {
         if matches!(c, '"' | '\\' | '`' | '$') {
             quoted.push('\\');
         }
         quoted.push(c);
     }
-    Ok(format!(
-        "# The authstore agent's store URL ({UNIT_NAME}, EnvironmentFile=). 0600: it holds a password.\n\
-         AUTHSTORE_STORE=\"{quoted}\"\n"
-    )
-    .into_bytes())
+    quoted
 }
 
 #[cfg(test)]
@@ -379,9 +428,16 @@ mod tests {
 
     #[test]
     fn the_environment_file_quotes_what_the_shell_and_systemd_would_expand() {
-        let text =
-            String::from_utf8(environment_file("postgres://u:p\"a$s`s\\w@h/db").unwrap()).unwrap();
+        let text = String::from_utf8(
+            environment_file(
+                Some("postgres://u:p\"a$s`s\\w@h/db"),
+                &[("HTTPS_PROXY", "http://u:p$w@proxy:3128")],
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert!(text.contains(r#"AUTHSTORE_STORE="postgres://u:p\"a\$s\`s\\w@h/db""#));
-        assert!(environment_file("postgres://u:p@h/db\nX=1").is_err());
+        assert!(text.contains(r#"HTTPS_PROXY="http://u:p\$w@proxy:3128""#));
+        assert!(environment_file(Some("postgres://u:p@h/db\nX=1"), &[]).is_err());
     }
 }

@@ -18,7 +18,9 @@
 //! `--print` writes the same task as UTF-8 text declared `encoding="UTF-8"`, because stdout is
 //! UTF-8; install converts it. Task XML carries no environment variables, so a store URL with a
 //! password goes into `%LOCALAPPDATA%\authstore\agent-store-url` and the agent reads it with
-//! `--store-file`.
+//! `--store-file`. A logon task gets the user's environment variables, not those of the shell
+//! install runs in: install and `--print` name each setting of `SERVICE_ENVIRONMENT` set here,
+//! on stderr, and suggest `setx` (it cannot tell whether one already is a user variable).
 //!
 //! Not verified: there is no Windows here and Wine has no Task Scheduler. The XML is checked to be
 //! well-formed with the namespace and the elements above (Python's `xml.etree`), not against
