@@ -21,6 +21,8 @@ mod wake;
 
 /// Codex refreshes when its access token has less than this left.
 const CODEX_WINDOW: Duration = Duration::from_secs(300);
+/// `--ahead` when not given, for the agent and for the service that runs it.
+pub(crate) const DEFAULT_AHEAD_SECS: u64 = 600;
 /// The longest sleep between checks, so that logins, logouts and store changes are seen.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// The longest pause after failures.
@@ -35,7 +37,7 @@ pub(crate) struct Args {
 
     /// Refresh when the access token has less than this many seconds left (more than Codex's
     /// 300, so that Codex never finds it stale)
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_AHEAD_SECS)]
     ahead: u64,
 
     /// One JSON object per line: {"time","event",...}
@@ -44,13 +46,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
+    warn_if_inside_codex_window(args.ahead);
     let ahead = Duration::from_secs(args.ahead);
-    if ahead <= CODEX_WINDOW {
-        eprintln!(
-            "authstore: warning: --ahead {} is not more than Codex's own window (300 s): Codex may still refresh",
-            args.ahead
-        );
-    }
     let manager = cli
         .manager_with(|options| {
             options.freshness(Freshness {
@@ -169,6 +166,16 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     }
     report.line("stopped", json!({}));
     Ok(exit::SUCCESS)
+}
+
+/// An agent that refreshes only inside Codex's own window leaves Codex refreshing too: said by
+/// the agent and by `agent install`.
+pub(crate) fn warn_if_inside_codex_window(ahead_secs: u64) {
+    if Duration::from_secs(ahead_secs) <= CODEX_WINDOW {
+        eprintln!(
+            "authstore: warning: --ahead {ahead_secs} is not more than Codex's own window (300 s): Codex may still refresh"
+        );
+    }
 }
 
 /// Becomes the home's active agent unless another agent is: a reader (`status`) that probes the

@@ -44,12 +44,8 @@ use std::process::Command as Process;
 use authstore::store::AgentPresence;
 use serde_json::{Value, json};
 
+use super::agent::{DEFAULT_AHEAD_SECS, warn_if_inside_codex_window};
 use super::{Cli, exit};
-
-/// The agent's own default for `--ahead` (`authstore agent --ahead`).
-const DEFAULT_AHEAD_SECS: u64 = 600;
-/// Codex refreshes by itself when its access token has less than this left.
-const CODEX_WINDOW_SECS: u64 = 300;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -148,12 +144,7 @@ pub(crate) fn run(cli: &Cli, command: &Command) -> u8 {
 }
 
 fn install(cli: &Cli, args: &InstallArgs) -> Result<(), Failure> {
-    if args.ahead <= CODEX_WINDOW_SECS {
-        eprintln!(
-            "authstore: warning: --ahead {} is not more than Codex's own window (300 s): Codex may still refresh",
-            args.ahead
-        );
-    }
+    warn_if_inside_codex_window(args.ahead);
     let agent = AgentCommand::from_cli(cli, args.ahead)?;
     let homes = Homes::from_env()?;
     report_environment(args.service.kind(), &homes, &agent, args.print);
