@@ -1275,10 +1275,12 @@ async fn with_the_agent_running_codex_never_calls_the_token_endpoint_over_many_t
         lowest > 300.0,
         "auth.json held a token with only {lowest:.1}s left: inside Codex's window"
     );
-    // The agent: nothing but its refreshes, then a clean stop on SIGTERM.
+    // The agent: active at once (no other agent on this home), nothing but its refreshes, then
+    // a clean stop on SIGTERM.
     assert_eq!(
         event_counts,
         BTreeMap::from([
+            ("active".to_owned(), 1),
             ("refreshed".to_owned(), agent_refreshes),
             ("started".to_owned(), 1),
             ("stopped".to_owned(), 1),
