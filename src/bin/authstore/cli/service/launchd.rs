@@ -36,13 +36,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    AgentCommand, Failure, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs, encode_dirs,
-    remove_created_dirs, remove_file, store_file_contents, write_file,
+    AgentCommand, Failure, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs,
+    remove_created_dirs, remove_file, store_file_contents, write_file, xml_created_dirs_comment,
 };
 
 pub(super) const LABEL: &str = "dev.authstore.agent";
-/// Prefixes the comment of the plist that records the directories install created.
-const CREATED_MARKER: &str = "authstore-created-dirs:";
 
 struct Paths {
     plist: PathBuf,
@@ -88,11 +86,7 @@ impl<'a> Agent<'a> {
              Written by `authstore agent install`; `authstore agent uninstall` removes it. -->\n",
         );
         if !self.created.is_empty() {
-            // `--` cannot appear in an XML comment: dashes are written as JSON escapes.
-            plist += &format!(
-                "<!-- {CREATED_MARKER} {} -->\n",
-                encode_dirs(self.created).replace('-', "\\u002d")
-            );
+            plist += &xml_created_dirs_comment(self.created);
         }
         let store_file = self
             .agent
@@ -280,7 +274,7 @@ fn parent(path: &Path) -> &Path {
 
 fn recorded_dirs(plist: &Path) -> Vec<PathBuf> {
     std::fs::read_to_string(plist)
-        .map(|text| decode_dirs(&text, CREATED_MARKER))
+        .map(|text| decode_dirs(&text))
         .unwrap_or_default()
 }
 

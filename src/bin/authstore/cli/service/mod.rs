@@ -636,16 +636,28 @@ fn remove_created_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
     removed
 }
 
+/// Prefixes the comment of a definition that records the directories install created.
+const CREATED_MARKER: &str = "authstore-created-dirs:";
+
 /// How created directories are recorded inside a definition: a JSON array of paths, on one line.
 fn encode_dirs(dirs: &[PathBuf]) -> String {
     let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// The directories recorded after `marker` in `text` (see [`encode_dirs`]).
-fn decode_dirs(text: &str, marker: &str) -> Vec<PathBuf> {
+/// The comment line of an XML definition (plist, task) that records `created`. `--` cannot
+/// appear in an XML comment: dashes are written as JSON escapes.
+fn xml_created_dirs_comment(created: &[PathBuf]) -> String {
+    format!(
+        "<!-- {CREATED_MARKER} {} -->\n",
+        encode_dirs(created).replace('-', "\\u002d")
+    )
+}
+
+/// The directories recorded in `text` (see [`encode_dirs`]).
+fn decode_dirs(text: &str) -> Vec<PathBuf> {
     text.lines()
-        .filter_map(|line| line.split_once(marker))
+        .filter_map(|line| line.split_once(CREATED_MARKER))
         .filter_map(|(_, rest)| {
             let json = rest.trim().trim_end_matches("-->").trim();
             serde_json::from_str::<Vec<String>>(json).ok()
@@ -740,7 +752,16 @@ mod tests {
             PathBuf::from("/home/a b/.config"),
             PathBuf::from("/home/a b/.config/sys\"temd--x"),
         ];
-        let line = format!("# created: {}", encode_dirs(&dirs));
-        assert_eq!(decode_dirs(&line, "created:"), dirs);
+        let line = format!("# {CREATED_MARKER} {}", encode_dirs(&dirs));
+        assert_eq!(decode_dirs(&line), dirs);
+        // In an XML comment, with the dashes escaped.
+        let comment = xml_created_dirs_comment(&dirs);
+        let inside = comment
+            .trim_end()
+            .strip_prefix("<!--")
+            .and_then(|c| c.strip_suffix("-->"))
+            .unwrap();
+        assert!(!inside.contains("--"), "{comment}");
+        assert_eq!(decode_dirs(&comment), dirs);
     }
 }

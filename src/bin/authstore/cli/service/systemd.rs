@@ -31,13 +31,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    AgentCommand, Failure, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs, encode_dirs,
-    remove_created_dirs, remove_file, write_file,
+    AgentCommand, CREATED_MARKER, Failure, Homes, Kind, ServiceState, Tool, create_dirs,
+    decode_dirs, encode_dirs, remove_created_dirs, remove_file, write_file,
 };
 
 pub(super) const UNIT_NAME: &str = "authstore-agent.service";
-/// Prefixes the line of the unit that records the directories install created.
-const CREATED_MARKER: &str = "authstore-created-dirs:";
 
 struct Paths {
     dir: PathBuf,
@@ -289,7 +287,7 @@ fn systemctl(args: &[&str]) -> Result<(), Failure> {
 
 fn recorded_dirs(unit: &Path) -> Vec<PathBuf> {
     std::fs::read_to_string(unit)
-        .map(|text| decode_dirs(&text, CREATED_MARKER))
+        .map(|text| decode_dirs(&text))
         .unwrap_or_default()
 }
 

@@ -35,13 +35,11 @@ use std::path::{Path, PathBuf};
 
 use super::launchd::xml_escape;
 use super::{
-    AgentCommand, Failure, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs, encode_dirs,
-    remove_created_dirs, remove_file, store_file_contents, write_file,
+    AgentCommand, Failure, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs,
+    remove_created_dirs, remove_file, store_file_contents, write_file, xml_created_dirs_comment,
 };
 
 pub(super) const TASK_NAME: &str = "authstore-agent";
-/// Prefixes the comment of the task file that records the directories install created.
-const CREATED_MARKER: &str = "authstore-created-dirs:";
 
 struct Paths {
     task: PathBuf,
@@ -94,11 +92,7 @@ impl<'a> Task<'a> {
              Written by `authstore agent install`; `authstore agent uninstall` removes it. -->\n"
         );
         if !self.created.is_empty() {
-            // `--` cannot appear in an XML comment: dashes are written as JSON escapes.
-            xml += &format!(
-                "<!-- {CREATED_MARKER} {} -->\n",
-                encode_dirs(&self.created).replace('-', "\\u002d")
-            );
+            xml += &xml_created_dirs_comment(&self.created);
         }
         let store_file = self
             .agent
@@ -293,7 +287,7 @@ fn recorded_dirs(task: &Path) -> Vec<PathBuf> {
         .chunks_exact(2)
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
         .collect();
-    decode_dirs(&String::from_utf16_lossy(&units), CREATED_MARKER)
+    decode_dirs(&String::from_utf16_lossy(&units))
 }
 
 /// One word of a Windows command line, as `CommandLineToArgvW` (and the C runtime) split it.
