@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Codex interoperability suite: real Codex CLI processes beside authstore on one CODEX_HOME,
-# against the embedded token authority (tests/codex_interop.rs).
+# against the embedded token authority (crates/authstore-cli/tests/codex_interop).
 #
 #   bash scripts/codex-interop.sh [extra libtest args, e.g. a test name filter]
 #
@@ -27,13 +27,13 @@ RUN_TIMEOUT=${CODEX_INTEROP_RUN_TIMEOUT:-900}
 codex_install
 
 say "building the interop tests"
-timeout -k 10 "$BUILD_TIMEOUT" cargo test --features codex-interop --test codex_interop --no-run
+timeout -k 10 "$BUILD_TIMEOUT" cargo test -p authstore-cli --features codex-interop --test codex_interop --no-run
 
 say "running the interop tests in a loopback-only network namespace"
 started=$SECONDS
 rc=0
 CODEX_BIN=$codex_bin in_namespace "$RUN_TIMEOUT" \
-  cargo test --offline --features codex-interop --test codex_interop -- --test-threads=1 --nocapture "$@" ||
+  cargo test --offline -p authstore-cli --features codex-interop --test codex_interop -- --test-threads=1 --nocapture "$@" ||
   rc=$?
 case $rc in
   0) say "interop tests passed in $((SECONDS - started)) s" ;;

@@ -7,7 +7,7 @@
 #
 #   sudo bash scripts/editor-race-demo.sh
 #
-# It runs the two editor tests of tests/codex_interop.rs side by side (about 25 s), after
+# It runs the two editor tests of crates/authstore-cli/tests/codex_interop side by side (about 25 s), after
 # installing @openai/codex@0.171.0 from npm into target/ and building them, inside a network
 # namespace that has nothing but loopback: Codex reaches nothing but that local authority.
 # Needs what scripts/codex-interop.sh needs (root, npm, unshare, ip, timeout, cargo).
@@ -22,15 +22,15 @@ RUN_TIMEOUT=${CODEX_INTEROP_RUN_TIMEOUT:-300}
 
 codex_install
 say "building"
-timeout -k 10 "$BUILD_TIMEOUT" cargo test --features codex-interop --test codex_interop --no-run \
-  2>/dev/null || die "the build failed: run 'cargo test --features codex-interop --test codex_interop --no-run'"
+timeout -k 10 "$BUILD_TIMEOUT" cargo test -p authstore-cli --features codex-interop --test codex_interop --no-run \
+  2>/dev/null || die "the build failed: run 'cargo test -p authstore-cli --features codex-interop --test codex_interop --no-run'"
 
 say "running 3 app-servers without the agent and 3 beside it, side by side (about 25 s)"
 output=$(mktemp)
 trap 'rm -f "$output"' EXIT
 rc=0
 CODEX_BIN=$codex_bin in_namespace "$RUN_TIMEOUT" \
-  cargo test --offline --features codex-interop --test codex_interop -- \
+  cargo test --offline -p authstore-cli --features codex-interop --test codex_interop -- \
   --test-threads=2 --nocapture editors:: >"$output" 2>&1 || rc=$?
 
 # Rows: editor-race-row <label> <codex calls> <reused> <answered> <failed> <relogin>

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The Python package's tests: builds the wheel from this tree into a fresh virtual environment
-# (pip fetches maturin from PyPI; the Rust toolchain builds the extension), then runs pytest
+# The Python package's tests, as a package index would ship it: `maturin sdist` of
+# bindings/python (the source distribution carries the library, the command-line and simulator
+# crates it depends on), then `pip install` of that sdist into a fresh virtual environment (pip
+# builds the wheel from it; the Rust toolchain compiles the extension), then pytest
 # (bindings/python/tests) against the embedded token authority. Fails when a test fails or
 # when pytest finds no test at all (its exit code 5).
 set -euo pipefail
@@ -15,7 +17,12 @@ if ! python3 -m venv "$venv" 2>/dev/null; then
     rm -rf "$venv"
     python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check ./bindings/python pytest
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install --quiet "maturin>=1.5,<2" pytest
+"$venv/bin/maturin" sdist --manifest-path bindings/python/Cargo.toml --out "$venv/sdist" >&2
+sdist=("$venv"/sdist/authstore-*.tar.gz)
+echo "python-tests: installing ${sdist[0]##*/}" >&2
+"${pip[@]}" install --quiet "${sdist[0]}"
 # Run from the tests' directory so that the installed package is tested, not the source tree.
 cd bindings/python/tests
 status=0

@@ -25,7 +25,7 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
 fi
 
 say "building authstore for $TARGET ($profile)"
-CC_x86_64_unknown_linux_musl=musl-gcc cargo build --profile "$profile" --target "$TARGET" --bin authstore
+CC_x86_64_unknown_linux_musl=musl-gcc cargo build -p authstore-cli --profile "$profile" --target "$TARGET" --bin authstore
 bin="$PWD/target/$TARGET/$dir/authstore"
 
 # No dynamic dependencies: no interpreter, no NEEDED entries.
@@ -36,4 +36,4 @@ say "static, $(du -h "$bin" | cut -f1): $bin"
 "$bin" --version >&2
 
 say "the CLI tests against $bin"
-AUTHSTORE_TEST_BINARY="$bin" cargo test --features simulator --test cli_processes --test hardening
+AUTHSTORE_TEST_BINARY="$bin" cargo test -p authstore-cli --features simulator --test it -- cli_processes:: hardening::

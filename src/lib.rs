@@ -47,7 +47,7 @@
 //!
 //! ## Architecture
 //!
-//! Data flows one way. Callers (the `authstore` binary in `src/bin/authstore/`, editors, other
+//! Data flows one way. Callers (the `authstore` command line in `crates/authstore-cli`, editors, other
 //! programs) use an [`AuthManager`]: a cached snapshot, the in-process single-flight, `auth()`,
 //! refresh and 401 recovery. The manager asks [`policy`] (pure functions of the held and the
 //! stored document and an injected `now`; no I/O, no clock) what to do, and the [`store`] and
@@ -60,9 +60,10 @@
 //! with its backends as sibling modules: [`store::file`](mod@store::file) (`auth.json` under
 //! Codex's locks), the PostgreSQL store (feature `postgres`) and [`store::mirror`] (a shared
 //! store copied into the local `auth.json`). A new backend is one new sibling module; the manager never asks which
-//! one it runs on. The embedded token authority for tests and the demo is [`simulator`]
-//! (feature `simulator`); the binary's demo and its deliberately unsafe baselines are the
-//! binary's, not the library's.
+//! one it runs on. The embedded token authority for tests and the demo is the
+//! `authstore-simulator` crate, re-exported as `authstore::simulator` (feature `simulator`); the
+//! command line (the `authstore-cli` crate, with the demo and its deliberately unsafe baselines)
+//! is a crate of its own that uses this library the way any program would.
 //!
 //! ## Locking protocol
 //!
@@ -107,8 +108,12 @@ mod failpoint;
 pub mod manager;
 pub mod policy;
 pub mod secret;
+/// The embedded local token authority (feature `simulator`): the `authstore-simulator` crate,
+/// re-exported. It imports nothing from this library, so it is a crate of its own, and programs
+/// that only share a login do not compile it.
 #[cfg(feature = "simulator")]
-pub mod simulator;
+#[doc(inline)]
+pub use authstore_simulator as simulator;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

@@ -3,7 +3,7 @@
 //! so that the `authstore token` formats and the language bindings send the same headers.
 //!
 //! Verified by unit tests below (values, the account header's absence, a redacted `Debug`) and
-//! end to end by `tests/token_formats.rs`.
+//! end to end by `token_formats` in the command line's tests (`crates/authstore-cli/tests/it`).
 
 use crate::secret::Secret;
 

@@ -5,8 +5,8 @@
 //!   each manager with a tokio runtime of its own; every blocking call releases the GIL;
 //! - [`watch`]: the iterator of `watch --json` events;
 //! - [`errors`]: the exception classes and how library errors map to them;
-//! - the `authstore` command: the binary's own command-line modules, compiled in (below), so
-//!   that the wheel's `authstore` command is the same program as the Rust binary.
+//! - the `authstore` command: the command-line crate's [`authstore_cli::main_from`], so that
+//!   the wheel's `authstore` command is the same program as the Rust binary.
 //!
 //! Verified by the pytest suite in `tests/` (Linux). Not verified here: macOS and Windows wheels
 //! (the code is the same; nothing in this crate is platform-specific).
@@ -15,15 +15,6 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-
-// The binary's command line and demo, included rather than exported by the library (they are
-// the binary's code): their `crate::cli` and `crate::demo` paths resolve here as in the binary.
-// The features they test (`simulator`, `postgres`) exist with the same names in this crate.
-#[path = "../../../src/bin/authstore/cli/mod.rs"]
-mod cli;
-#[cfg(feature = "simulator")]
-#[path = "../../../src/bin/authstore/demo/mod.rs"]
-mod demo;
 
 mod errors;
 mod manager;
@@ -37,9 +28,9 @@ mod watch;
 #[pyo3(signature = (argv, executable=None))]
 fn run_cli(py: Python<'_>, argv: Vec<OsString>, executable: Option<PathBuf>) -> u8 {
     if let Some(executable) = executable {
-        cli::set_own_executable(executable);
+        authstore_cli::set_own_executable(executable);
     }
-    py.detach(|| cli::main_from(argv))
+    py.detach(|| authstore_cli::main_from(argv))
 }
 
 #[pymodule]

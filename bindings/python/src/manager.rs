@@ -194,7 +194,7 @@ impl AuthManager {
                 Some(config) => Some(config.connect_store().await?),
                 None => None,
             };
-            let status = crate::cli::status::Status::read(&local, shared.as_deref()).await?;
+            let status = authstore_cli::status::Status::read(&local, shared.as_deref()).await?;
             Ok(status.json())
         })?;
         json_to_py(py, &value)

@@ -61,7 +61,7 @@ async fn follow(
     loop {
         let next = watcher.next().await.map(|event| {
             let time = format_timestamp(std::time::SystemTime::now());
-            crate::cli::watch::event_json(&event, &time)
+            authstore_cli::watch::event_json(&event, &time)
         });
         let failed = next.is_err();
         if sender.send(next).await.is_err() {

@@ -146,7 +146,7 @@ pub(crate) fn remove_stale_temp_files(target: &Path) {
     }
 }
 
-#[cfg(all(test, unix))] // modes and symlinks; tests/store_platform.rs runs everywhere
+#[cfg(all(test, unix))] // modes and symlinks; tests/it/store_platform.rs runs everywhere
 mod tests {
     use super::*;
     use std::os::unix::fs::{PermissionsExt, symlink};

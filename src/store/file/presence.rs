@@ -34,7 +34,7 @@
 //! # Verified where
 //!
 //! Linux (the whole suite): the lock, the hand-off to a standby after SIGTERM and SIGKILL, and
-//! the holder from `/proc/locks` (`tests/agent_standby.rs`, and this module's tests). macOS
+//! the holder from `/proc/locks` (the command line's `agent_standby` tests, and this module's tests). macOS
 //! uses the same `flock` and the try-lock path (no `/proc/locks`), compiled and linted for only.
 //! Windows: `LockFileEx` (std's `File::lock`) through the same code, the note readable because
 //! it is a separate file opened with std's default sharing (read, write, delete); compiled and

@@ -1,0 +1,223 @@
+//! `authstore status`: who is logged in and when the tokens expire. Reads without locking and
+//! never prints a secret. With `--store`, it reports the shared store's login, and the local
+//! `auth.json` as that store's mirror.
+
+use std::time::SystemTime;
+
+use authstore::document::{AuthDocument, Freshness, IdClaims, Identity, format_timestamp};
+use authstore::error::{Error, Location};
+use authstore::store::{AgentPresence, FileStore, Store};
+use serde_json::{Value, json};
+
+use super::{Cli, SharedStore, exit, when};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Print the status as one JSON object
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
+    let local = cli.file_store()?;
+    let shared = cli.shared_store().await?.map(SharedStore::into_store);
+    let status = Status::read(&local, shared.as_deref()).await?;
+    if local.is_readable_by_others() {
+        eprintln!(
+            "authstore: warning: {} is readable by other users; run: chmod 600 {}",
+            local.auth_path().display(),
+            local.auth_path().display()
+        );
+    }
+    let Status {
+        location,
+        document,
+        holder,
+        mirror,
+        logged_in,
+        identity,
+        claims,
+        expires_at,
+        refresh_due,
+        mode,
+        agent,
+        ..
+    } = &status;
+    let logged_in = *logged_in;
+    if args.json {
+        println!("{}", status.json());
+    } else {
+        let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+        let label = if shared.is_some() { "store:" } else { "path:" };
+        println!("{label:<14}{location}");
+        if !logged_in {
+            println!("logged in:    no");
+        } else {
+            println!("logged in:    yes ({})", or_unknown(mode.clone()));
+            println!("email:        {}", or_unknown(claims.email.clone()));
+            println!("plan:         {}", or_unknown(claims.plan.clone()));
+            println!("account id:   {}", or_unknown(identity.account_id.clone()));
+            println!("user id:      {}", or_unknown(identity.user_id.clone()));
+            println!("expires at:   {}", when(*expires_at));
+            println!(
+                "last refresh: {}",
+                or_unknown(document.as_ref().and_then(|d| d.last_refresh.clone()))
+            );
+            println!("refresh due:  {}", if *refresh_due { "yes" } else { "no" });
+        }
+        if let Some(mirror) = &mirror {
+            println!(
+                "local mirror: {} ({})",
+                local.auth_path().display(),
+                mirror.describe()
+            );
+        } else {
+            println!(
+                "lock holder:  {}",
+                holder.clone().unwrap_or_else(|| "none".into())
+            );
+        }
+        match &agent {
+            Some(agent) => println!("agent:        {}", agent.describe()),
+            None => println!("agent:        none"),
+        }
+    }
+    Ok(if logged_in {
+        exit::SUCCESS
+    } else {
+        exit::NOT_LOGGED_IN
+    })
+}
+
+/// What `status` reports, read once: printed by the command, and returned as a dict by the
+/// Python package's `AuthManager.status()`.
+pub struct Status {
+    location: Location,
+    document: Option<AuthDocument>,
+    holder: Option<String>,
+    mirror: Option<Mirror>,
+    /// The local `auth.json`, as shown beside a shared store.
+    local_path: String,
+    pub(crate) logged_in: bool,
+    identity: Identity,
+    claims: IdClaims,
+    expires_at: Option<SystemTime>,
+    refresh_due: bool,
+    mode: Option<String>,
+    /// The agent keeping this home fresh, if one runs (its lock is the local home's, with a
+    /// shared store too).
+    agent: Option<AgentPresence>,
+}
+
+impl Status {
+    /// Reads the credentials (the shared store's when there is one, else the local file's)
+    /// without locking; `local` is the Codex home's `auth.json`.
+    pub async fn read(local: &FileStore, shared: Option<&dyn Store>) -> Result<Self, Error> {
+        let (location, document, holder) = match shared {
+            Some(store) => (store.location(), store.read().await?, None),
+            None => (
+                Store::location(local),
+                local.read().await?,
+                local.lock_holder(),
+            ),
+        };
+        // With a shared store, the local file is its mirror: what local programs read.
+        let mirror = match shared {
+            Some(_) => Some(match local.read().await {
+                Ok(copy) => Mirror {
+                    logged_in: is_logged_in(copy.as_ref()),
+                    in_sync: copy == document,
+                    error: None,
+                },
+                Err(error) => Mirror {
+                    logged_in: false,
+                    in_sync: false,
+                    error: Some(error.report().to_string()),
+                },
+            }),
+            None => None,
+        };
+        let now = SystemTime::now();
+        let logged_in = is_logged_in(document.as_ref());
+        let identity = document.as_ref().map(|d| d.identity()).unwrap_or_default();
+        let claims = document.as_ref().map(|d| d.id_claims()).unwrap_or_default();
+        let expires_at = document.as_ref().and_then(|d| d.expires_at());
+        let refresh_due = document
+            .as_ref()
+            .is_some_and(|d| d.is_stale(now, &Freshness::default()));
+        let mode = document.as_ref().and_then(|d| {
+            d.auth_mode.clone().or_else(|| {
+                if d.tokens.is_some() {
+                    Some("chatgpt".into())
+                } else {
+                    d.openai_api_key.as_ref().map(|_| "apikey".into())
+                }
+            })
+        });
+        Ok(Self {
+            location,
+            document,
+            holder,
+            mirror,
+            local_path: local.auth_path().display().to_string(),
+            logged_in,
+            identity,
+            claims,
+            expires_at,
+            refresh_due,
+            mode,
+            agent: local.active_agent(),
+        })
+    }
+
+    /// The object `status --json` prints.
+    pub fn json(&self) -> Value {
+        json!({
+            "path": self.location.to_string(),
+            "logged_in": self.logged_in,
+            "auth_mode": self.mode,
+            "email": self.claims.email,
+            "plan": self.claims.plan,
+            "account_id": self.identity.account_id,
+            "user_id": self.identity.user_id,
+            "expires_at": self.expires_at.map(format_timestamp),
+            "last_refresh": self.document.as_ref().and_then(|d| d.last_refresh.clone()),
+            "refresh_due": self.refresh_due,
+            "lock_holder": self.holder,
+            "mirror": self.mirror.as_ref().map(|m| m.json(&self.local_path)),
+            "agent": self.agent.as_ref().map(AgentPresence::to_json),
+        })
+    }
+}
+
+fn is_logged_in(document: Option<&AuthDocument>) -> bool {
+    document.is_some_and(|d| d.tokens.is_some() || d.openai_api_key.is_some())
+}
+
+/// The local `auth.json` beside a shared store.
+struct Mirror {
+    logged_in: bool,
+    /// Whether it holds exactly what the shared store holds.
+    in_sync: bool,
+    /// Why it could not be read.
+    error: Option<String>,
+}
+
+impl Mirror {
+    fn json(&self, path: &str) -> Value {
+        json!({
+            "path": path,
+            "logged_in": self.logged_in,
+            "in_sync": self.in_sync,
+            "error": self.error,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match &self.error {
+            Some(error) => format!("unreadable: {error}"),
+            None if self.in_sync => "in sync with the store".into(),
+            None => "differs from the store; the next change of the store mirrors it".into(),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! `authstore token`: a credential helper. Prints a valid access token, refreshing it through
+//! the transaction when stale, so that any number of callers cause one refresh.
+//!
+//! The formats are the shapes the callers already parse: a bare token (scripts, Codex's
+//! provider `auth` command, `apiKeyHelper`), JSON with the request headers, kubectl's
+//! `ExecCredential` (`client.authentication.k8s.io/v1`) and the Bazel credential-helper answer.
+//! None ever holds the refresh token or the id token. The `token_formats` tests parse each as
+//! its consumer does.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use authstore::document::Freshness;
+use authstore::error::Error;
+use authstore::secret::Secret;
+use authstore::{AuthSnapshot, RequestHeaders};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use super::{Cli, exit, when};
+
+/// The largest `--min-valid`: a year, far beyond any access token's life, and small enough that
+/// `now + SECS` cannot overflow.
+const MAX_MIN_VALID: u64 = 365 * 24 * 60 * 60;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// What to print [default: raw]: the bare token; JSON with the request headers; a kubectl
+    /// ExecCredential; a Bazel credential-helper answer
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
+
+    /// The same as --format json
+    #[arg(long)]
+    json: bool,
+
+    /// Refresh first when the access token has fewer than SECS seconds left (the default, 300,
+    /// applies when SECS is smaller; with no known expiry, the usual age rule decides)
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u64).range(..=MAX_MIN_VALID)
+    )]
+    min_valid: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// The access token alone, one line
+    Raw,
+    /// {"access_token", "account_id", "expires_at", "headers"}
+    Json,
+    /// kubectl's ExecCredential, client.authentication.k8s.io/v1
+    ExecCredential,
+    /// The Bazel / EngFlow credential-helper response: {"headers", "expires"}
+    Bazel,
+}
+
+impl Args {
+    /// The format asked for; `--json` with another `--format` is a contradiction.
+    fn format(&self) -> Result<Format, Error> {
+        match (self.json, self.format) {
+            (true, Some(format)) if format != Format::Json => Err(Error::invalid_input(format!(
+                "--json means --format json; it cannot be combined with --format {}",
+                clap::ValueEnum::to_possible_value(&format)
+                    .map(|value| value.get_name().to_owned())
+                    .unwrap_or_default()
+            ))),
+            (true, _) => Ok(Format::Json),
+            (false, format) => Ok(format.unwrap_or(Format::Raw)),
+        }
+    }
+
+    /// The staleness rule: the default one, with its window widened to `--min-valid`. Never
+    /// narrowed, so that a small SECS cannot hand out a token Codex would refresh itself. It
+    /// changes only the window before a known `exp`: a token without one cannot be measured
+    /// against SECS, and refreshing it on every call would make every caller refresh.
+    fn freshness(&self) -> Freshness {
+        let default = Freshness::default();
+        let asked = Duration::from_secs(self.min_valid.unwrap_or(0));
+        Freshness {
+            refresh_window: default.refresh_window.max(asked),
+            ..default
+        }
+    }
+}
+
+pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
+    let format = args.format()?;
+    let freshness = args.freshness();
+    // The manager decides inside the transaction with the same window, so that of N callers
+    // the first refreshes and the others adopt its tokens.
+    let manager = cli
+        .manager_with(|options| options.watch(false).freshness(freshness))
+        .await?;
+    let snapshot = manager.auth().await?;
+    let (Some(token), Some(headers)) = (snapshot.access_token(), snapshot.request_headers()) else {
+        return Err(Error::not_logged_in(manager.location()));
+    };
+    if let (Some(secs), Some(expires_at)) = (args.min_valid, snapshot.expires_at()) {
+        let left = expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        if left < Duration::from_secs(secs) {
+            // Only when SECS exceeds the lifetime of the tokens the authority issues: then
+            // every call refreshes.
+            tracing::warn!(
+                "the access token is valid for {}s, less than --min-valid {secs}: the authority \
+                 issues shorter-lived tokens",
+                left.as_secs()
+            );
+        }
+    }
+    let line = match format {
+        Format::Raw => token.expose().to_owned(),
+        Format::Json => json_output(&snapshot, token, &headers),
+        Format::ExecCredential => exec_credential(&snapshot, token),
+        Format::Bazel => bazel(&snapshot, &headers),
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (the caller went away) is not worth a panic.
+    if writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return Ok(exit::OTHER);
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `--format json`: the fields `--json` always printed, plus the headers as name → value.
+fn json_output(snapshot: &AuthSnapshot, token: &Secret, headers: &RequestHeaders) -> String {
+    let headers: Map<String, Value> = headers
+        .expose()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), json!(value)))
+        .collect();
+    json!({
+        "access_token": token.expose(),
+        "account_id": snapshot.account_id(),
+        "expires_at": snapshot.expires_at().map(|_| when(snapshot.expires_at())),
+        "headers": headers,
+    })
+    .to_string()
+}
+
+/// kubectl's `ExecCredential`. `expirationTimestamp` is optional there: without it kubectl
+/// keeps the token until a request is refused, so it is left out when the expiry is unknown.
+fn exec_credential(snapshot: &AuthSnapshot, token: &Secret) -> String {
+    let mut status = json!({ "token": token.expose() });
+    if let Some(expires_at) = snapshot.expires_at() {
+        status["expirationTimestamp"] = json!(rfc3339_seconds(expires_at));
+    }
+    json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": status,
+    })
+    .to_string()
+}
+
+/// The Bazel credential-helper response: every header as a list of values; `expires` only when
+/// known (Bazel then caches for its own `--credential_helper_cache_duration`).
+fn bazel(snapshot: &AuthSnapshot, headers: &RequestHeaders) -> String {
+    let headers: Map<String, Value> = headers
+        .expose()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), json!([value])))
+        .collect();
+    let mut response = json!({ "headers": headers });
+    if let Some(expires_at) = snapshot.expires_at() {
+        response["expires"] = json!(rfc3339_seconds(expires_at));
+    }
+    response.to_string()
+}
+
+/// RFC 3339 in UTC to the second (`2026-12-04T15:00:00Z`): what Go's `time.RFC3339` and Java's
+/// `Instant.parse` both read; `exp` is whole seconds anyway.
+fn rfc3339_seconds(time: SystemTime) -> String {
+    DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Secs, true)
+}

@@ -1,0 +1,17 @@
+//! The command line's tests: one test target, one module per topic (compiled and linked once).
+//! Each runs the real `authstore` binary as separate processes against a real HTTP token
+//! authority (the embedded simulator) or a real PostgreSQL server; the fixtures are
+//! `authstore-testkit`'s. `AUTHSTORE_TEST_BINARY` runs them against another build of the binary
+//! (CI: the static musl one).
+
+mod agent;
+mod agent_service;
+mod agent_standby;
+mod agent_wake;
+mod cli_processes;
+mod completions;
+mod crash_points;
+mod demo;
+mod hardening;
+mod postgres_machines;
+mod token_formats;

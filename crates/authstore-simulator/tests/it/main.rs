@@ -1,0 +1,3 @@
+//! The embedded token authority's tests, over real HTTP on loopback.
+
+mod simulator;
