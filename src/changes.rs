@@ -33,6 +33,36 @@ pub enum ChangeKind {
     IdentityChanged,
 }
 
+impl ChangeKind {
+    /// The event's name, as `watch` (text and `--json`), the agent's `--json` lines and the
+    /// Python package's events all spell it: `refreshed`, `logged_in`, `logged_out`,
+    /// `identity_changed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Refreshed => "refreshed",
+            ChangeKind::LoggedIn => "logged_in",
+            ChangeKind::LoggedOut => "logged_out",
+            ChangeKind::IdentityChanged => "identity_changed",
+        }
+    }
+}
+
+impl std::str::FromStr for ChangeKind {
+    type Err = String;
+
+    /// Reads a [`name`](ChangeKind::name), and the hyphenated spelling (`logged-in`) that earlier
+    /// releases printed in the text lines of `authstore watch`.
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        match name.replace('-', "_").as_str() {
+            "refreshed" => Ok(ChangeKind::Refreshed),
+            "logged_in" => Ok(ChangeKind::LoggedIn),
+            "logged_out" => Ok(ChangeKind::LoggedOut),
+            "identity_changed" => Ok(ChangeKind::IdentityChanged),
+            _ => Err(format!("{name:?} is not a change event")),
+        }
+    }
+}
+
 /// One change to `auth.json`, described without secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChangeEvent {
@@ -65,7 +95,7 @@ impl ChangeEvent {
 
 /// Classifies the change from `before` to `after`; `None` when no credential changed.
 pub fn classify(before: Option<&AuthDocument>, after: Option<&AuthDocument>) -> Option<ChangeKind> {
-    let logged_in = |d: &&AuthDocument| d.tokens.is_some() || d.openai_api_key.is_some();
+    let logged_in = |d: &&AuthDocument| d.has_credentials();
     match (before.filter(logged_in), after.filter(logged_in)) {
         (None, None) => None,
         (None, Some(_)) => Some(ChangeKind::LoggedIn),
@@ -155,5 +185,28 @@ impl ChangeWatcher {
                 return Ok(event);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_per_change_kind_in_text_json_and_both_spellings_read_back() {
+        for kind in [
+            ChangeKind::Refreshed,
+            ChangeKind::LoggedIn,
+            ChangeKind::LoggedOut,
+            ChangeKind::IdentityChanged,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+            assert_eq!(kind.name().parse::<ChangeKind>(), Ok(kind));
+            assert_eq!(
+                kind.name().replace('_', "-").parse::<ChangeKind>(),
+                Ok(kind)
+            );
+        }
+        assert!("adopted".parse::<ChangeKind>().is_err());
     }
 }

@@ -205,8 +205,16 @@ impl Error {
         Self::new(ErrorKind::Unreadable, Some(path.into()), Detail::None).with_source(source)
     }
 
-    pub(crate) fn io(step: &'static str, path: &Path, source: io::Error) -> Self {
+    /// A filesystem operation on `path` failed at `step` (a verb phrase: "write", "create the
+    /// directory"), because of `source`.
+    pub fn io(step: &'static str, path: &Path, source: io::Error) -> Self {
         Self::new(ErrorKind::Io, Some(path.into()), Detail::Step(step)).with_source(source)
+    }
+
+    /// An operation of the operating system that concerns no one file failed (a program that
+    /// could not be run, or that failed), said in `message`: kind [`ErrorKind::Io`].
+    pub fn system(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Io, None, Detail::Reason(message.into()))
     }
 
     pub(crate) fn transient(
@@ -274,14 +282,16 @@ impl Error {
         }
     }
 
-    /// What the user can do about it, when there is advice to give.
+    /// What the user can do about it, when there is advice to give. In the library's terms
+    /// (what to do, not which option of which front-end does it): the command line adds its
+    /// own `help:` line naming its options.
     pub fn advice(&self) -> Option<&'static str> {
         Some(match self.inner.kind {
-            ErrorKind::NotLoggedIn => "log in first (codex login, or authstore login --from FILE)",
+            ErrorKind::NotLoggedIn => "log in first (codex login)",
             ErrorKind::ReloginRequired(_) => "log in again",
             ErrorKind::LockTimeout => "try again, or stop the holder",
             ErrorKind::LockUnsupported => {
-                "move CODEX_HOME to a local filesystem, or opt in to running without locks (--unlocked), unsafe with concurrent processes"
+                "move CODEX_HOME to a local filesystem, or opt in to running without locks, unsafe with concurrent processes"
             }
             ErrorKind::InvalidFile => "it was left untouched; fix or remove it, then log in again",
             ErrorKind::Unreadable => "it was left untouched; check that it is a readable file",
@@ -332,6 +342,7 @@ impl fmt::Display for Error {
             }
             (ErrorKind::Unreadable, _) => write!(f, "cannot read {location}"),
             (ErrorKind::Io, Detail::Step(step)) => write!(f, "could not {step} {location}"),
+            (ErrorKind::Io, Detail::Reason(message)) => f.write_str(message),
             (ErrorKind::Transient, Detail::Reason(reason)) => {
                 write!(
                     f,

@@ -191,11 +191,26 @@ impl AuthDocument {
     pub fn access_token(&self) -> Option<&Secret> {
         self.tokens.as_ref().map(|t| &t.access_token)
     }
+
+    /// Whether the document holds credentials: ChatGPT tokens or an API key. One without
+    /// either is a logged-out `auth.json` (Codex writes `{}` or `null`s on logout), which every
+    /// reader treats as "not logged in".
+    pub fn has_credentials(&self) -> bool {
+        self.tokens.is_some() || self.openai_api_key.is_some()
+    }
 }
 
-/// Formats `now` the way `last_refresh` is written: RFC 3339, UTC, with `Z`.
+/// Formats `now` the way `last_refresh` is written: RFC 3339, UTC, with `Z`, to the
+/// microsecond (`2026-12-04T15:00:00.123456Z`). The one RFC 3339 formatter of the workspace,
+/// with [`format_timestamp_seconds`].
 pub fn format_timestamp(now: SystemTime) -> String {
     DateTime::<Utc>::from(now).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// RFC 3339 in UTC to the second (`2026-12-04T15:00:00Z`): what Go's `time.RFC3339` and Java's
+/// `Instant.parse` both read, for credential helpers' expiry fields (`exp` is whole seconds).
+pub fn format_timestamp_seconds(time: SystemTime) -> String {
+    DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn shape_error(error: &serde_json::Error) -> DocumentError {

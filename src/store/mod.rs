@@ -20,6 +20,9 @@
 //! - [`mirror`]: a shared store (PostgreSQL) kept copied into the local `auth.json` after every
 //!   change, for local programs (Codex among them) that read only the file.
 //!
+//! Which store a program uses is one [`StoreConfig`]: the Codex home, an optional shared store
+//! ([`StoreUrl`], one grammar for every front-end), the waits.
+//!
 //! A new backend (the OS keyring, say) is one new sibling module implementing [`Store`],
 //! [`Transaction`] and a [`ChangeFeed`]; [`crate::AuthManager`] never asks which one it runs on.
 //!
@@ -32,6 +35,7 @@
 //! cached token never reaches it, and an allocation per transaction is noise next to a lock and
 //! an fsync.
 
+mod config;
 pub mod file;
 pub mod mirror;
 #[cfg(feature = "postgres")]
@@ -47,6 +51,7 @@ use std::time::{Duration, Instant};
 use crate::document::AuthDocument;
 use crate::error::{Error, Location, Result};
 
+pub use config::{StoreConfig, StoreUrl};
 pub use file::{
     AGENT_LOCK_FILE, AGENT_NOTE_FILE, AUTH_FILE, ActiveAgent, AgentPresence, FileStore,
     FileTransaction, StoreOptions, TRANSACTION_LOCK_FILE, WRITE_LOCK_FILE,
@@ -265,7 +270,9 @@ pub fn resolve_codex_home(explicit: Option<&Path>) -> Result<PathBuf> {
             .filter(|v| !v.is_empty())
             .map(|home| PathBuf::from(home).join(".codex"))
             .ok_or_else(|| {
-                Error::invalid_input("neither CODEX_HOME nor HOME is set; pass --codex-home DIR")
+                Error::invalid_input(
+                    "neither CODEX_HOME nor HOME is set; set CODEX_HOME to the Codex home",
+                )
             }),
     }
 }

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use authstore::authority::AuthorityConfig;
 use authstore::document::AuthDocument;
 use authstore::error::Error;
-use authstore::store::{FileStore, Store, StoreOptions, resolve_codex_home};
+use authstore::store::{Store, StoreConfig, StoreUrl, resolve_codex_home};
 use authstore::{AuthSnapshot, ManagerOptions};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -24,21 +23,11 @@ use crate::watch::Watch;
 pub(crate) struct AuthManager {
     manager: authstore::AuthManager,
     runtime: Arc<tokio::runtime::Runtime>,
-    home: PathBuf,
-    store_options: StoreOptions,
-    shared: Option<SharedConfig>,
+    /// The store it was made from: status and watch read it again, without mirroring, as the
+    /// command line does.
+    config: StoreConfig,
     /// The process that made the manager: a forked child has none of the runtime's threads.
     pid: u32,
-}
-
-/// How to reach the shared store again (status and watch read it without mirroring, as the
-/// command line does).
-#[derive(Clone)]
-struct SharedConfig {
-    url: String,
-    key: String,
-    lock_timeout: Duration,
-    request_timeout: Duration,
 }
 
 #[pymethods]
@@ -66,35 +55,28 @@ impl AuthManager {
                     "cannot start the async runtime: {e}"
                 ))
             })?;
-        let store_options = StoreOptions::default().lock_deadline(lock_timeout);
-        let options = ManagerOptions::default()
-            .store(store_options.clone())
-            .authority(AuthorityConfig::from_env().request_timeout(request_timeout));
-        let shared = store.map(|url| SharedConfig {
-            url,
-            key: store_key.to_owned(),
-            lock_timeout,
-            request_timeout,
-        });
+        let shared = store
+            .map(|url| {
+                StoreUrl::parse(&url)
+                    .map_err(|error| Error::invalid_input(format!("store=: {error}")))
+            })
+            .transpose()
+            .map_err(to_py)?;
+        let config = StoreConfig::new(home)
+            .shared(shared)
+            .key(store_key)
+            .lock_timeout(lock_timeout)
+            .request_timeout(request_timeout);
         let manager = py
             .detach(|| {
                 let _entered = runtime.enter();
-                runtime.block_on(async {
-                    match &shared {
-                        None => authstore::AuthManager::new(home.clone(), options),
-                        Some(config) => {
-                            shared_manager(config.connect().await?, home.clone(), options)
-                        }
-                    }
-                })
+                runtime.block_on(config.manager(ManagerOptions::default()))
             })
             .map_err(to_py)?;
         Ok(Self {
             manager,
             runtime: Arc::new(runtime),
-            home,
-            store_options,
-            shared,
+            config,
             pid: std::process::id(),
         })
     }
@@ -187,11 +169,11 @@ impl AuthManager {
 
     /// What `authstore status --json` prints, as a dict (never a secret).
     fn status(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let local = FileStore::new(self.home.clone(), self.store_options.clone());
-        let shared = self.shared.clone();
+        let config = self.config.clone();
         let value = self.block(py, async move {
-            let shared = match &shared {
-                Some(config) => Some(config.connect_store().await?),
+            let local = config.file_store();
+            let shared = match config.shared_url() {
+                Some(_) => Some(config.store().await?),
                 None => None,
             };
             let status = authstore_cli::status::Status::read(&local, shared.as_deref()).await?;
@@ -205,14 +187,9 @@ impl AuthManager {
     #[pyo3(signature = (timeout=None))]
     fn watch(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Watch> {
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
-        let home = self.home.clone();
-        let options = self.store_options.clone();
-        let shared = self.shared.clone();
+        let config = self.config.clone();
         let store = self.block(py, async move {
-            let store: Arc<dyn Store> = match &shared {
-                Some(config) => Arc::from(config.connect_store().await?),
-                None => Arc::new(FileStore::new(home, options)),
-            };
+            let store: Arc<dyn Store> = Arc::from(config.store().await?);
             Ok(store)
         })?;
         Watch::start(py, self.runtime.clone(), store, timeout)
@@ -238,60 +215,6 @@ impl AuthManager {
         }
         py.detach(|| self.runtime.block_on(future)).map_err(to_py)
     }
-}
-
-impl SharedConfig {
-    #[cfg(feature = "postgres")]
-    async fn connect(&self) -> Result<authstore::store::postgres::PgStore, Error> {
-        use authstore::store::postgres::{PgOptions, PgStore, is_postgres_url};
-        if !is_postgres_url(&self.url) {
-            return Err(Error::invalid_input("store= takes a postgres://... URL"));
-        }
-        let options = PgOptions::default()
-            .lock_timeout(self.lock_timeout)
-            .token_request_timeout(self.request_timeout)
-            // As the command line: longer than a refresh can take.
-            .idle_timeout(self.request_timeout + Duration::from_secs(10));
-        PgStore::connect(&self.url, &self.key, options).await
-    }
-
-    #[cfg(not(feature = "postgres"))]
-    async fn connect(&self) -> Result<std::convert::Infallible, Error> {
-        let _ = (
-            &self.url,
-            &self.key,
-            self.lock_timeout,
-            self.request_timeout,
-        );
-        Err(Error::invalid_input(
-            "store= needs authstore built with the postgres feature",
-        ))
-    }
-
-    async fn connect_store(&self) -> Result<Box<dyn Store>, Error> {
-        #[cfg(feature = "postgres")]
-        return Ok(Box::new(self.connect().await?));
-        #[cfg(not(feature = "postgres"))]
-        match self.connect().await? {}
-    }
-}
-
-#[cfg(feature = "postgres")]
-fn shared_manager(
-    store: authstore::store::postgres::PgStore,
-    home: PathBuf,
-    options: ManagerOptions,
-) -> Result<authstore::AuthManager, Error> {
-    authstore::AuthManager::with_postgres(home, store, options)
-}
-
-#[cfg(not(feature = "postgres"))]
-fn shared_manager(
-    store: std::convert::Infallible,
-    _home: PathBuf,
-    _options: ManagerOptions,
-) -> Result<authstore::AuthManager, Error> {
-    match store {}
 }
 
 /// Credentials for one request. `repr` and `str` never show a token.

@@ -45,7 +45,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use authstore::error::{Error, ErrorKind};
-use authstore::store::{FileStore, Store, StoreOptions, resolve_codex_home};
+use authstore::store::{FileStore, StoreConfig, StoreOptions, StoreUrl, resolve_codex_home};
 use authstore::{AuthManager, ManagerOptions};
 use clap::{Parser, Subcommand};
 
@@ -185,6 +185,9 @@ pub fn main_from(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(code) => code,
         Err(error) => {
             eprintln!("authstore: {}", error.report());
+            if let Some(help) = help(&error) {
+                eprintln!("help: {help}");
+            }
             exit_code(&error)
         }
     }
@@ -219,7 +222,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Logout(args) => logout::run(&cli, args).await,
         Command::Watch(args) => watch::run(&cli, args).await,
         Command::Agent(args) => match &args.service {
-            Some(command) => Ok(agent::service::run(&cli, command)),
+            Some(command) => agent::service::run(&cli, command),
             None => agent::run(&cli, args).await,
         },
         Command::Completions(args) => completions::run(args),
@@ -235,7 +238,25 @@ async fn run(cli: Cli) -> Result<u8, Error> {
 
 impl Cli {
     pub(crate) fn home(&self) -> Result<PathBuf, Error> {
-        resolve_codex_home(self.codex_home.as_deref())
+        resolve_codex_home(self.codex_home.as_deref()).map_err(|error| {
+            match (error.kind(), &self.codex_home) {
+                (ErrorKind::InvalidInput, None) => {
+                    Error::invalid_input(format!("{error}, or pass --codex-home DIR"))
+                }
+                _ => error,
+            }
+        })
+    }
+
+    /// The store the global options name: the Codex home, `--store` or `--store-file`, the
+    /// waits. Read by the library's one grammar ([`StoreConfig`]).
+    pub(crate) fn store_config(&self) -> Result<StoreConfig, Error> {
+        Ok(StoreConfig::new(self.home()?)
+            .shared(self.store_url()?)
+            .key(self.store_key.clone())
+            .lock_timeout(seconds("--lock-timeout", self.lock_timeout)?)
+            .request_timeout(seconds("--request-timeout", self.request_timeout)?)
+            .unlocked(self.unlocked))
     }
 
     pub(crate) fn store_options(&self) -> Result<StoreOptions, Error> {
@@ -256,36 +277,61 @@ impl Cli {
         &self,
         adjust: impl FnOnce(ManagerOptions) -> ManagerOptions,
     ) -> Result<AuthManager, Error> {
-        let request_timeout = seconds("--request-timeout", self.request_timeout)?;
-        let authority =
-            authstore::authority::AuthorityConfig::from_env().request_timeout(request_timeout);
-        let options = adjust(
-            ManagerOptions::default()
-                .store(self.store_options()?)
-                .authority(authority),
-        );
-        match self.shared_store().await? {
-            None => AuthManager::new(self.home()?, options),
-            Some(shared) => shared.manager(self.home()?, options),
-        }
-    }
-
-    /// The shared store `--store` (or `--store-file`) names, connected; `None` without one.
-    pub(crate) async fn shared_store(&self) -> Result<Option<SharedStore>, Error> {
-        let Some(url) = self.store_url()? else {
-            return Ok(None);
-        };
-        SharedStore::connect(self, &url).await.map(Some)
+        let config = self.store_config()?;
+        config.manager(adjust(ManagerOptions::default())).await
     }
 
     /// The shared store's URL: `--store`, or the contents of `--store-file`.
-    fn store_url(&self) -> Result<Option<String>, Error> {
+    pub(crate) fn store_url(&self) -> Result<Option<StoreUrl>, Error> {
         match (&self.store, &self.store_file) {
             (Some(_), Some(_)) => Err(Error::invalid_input(BOTH_STORES)),
-            (Some(url), None) => Ok(Some(url.clone())),
-            (None, Some(path)) => read_store_file(path).map(Some),
+            (Some(url), None) => StoreUrl::parse(url)
+                .map(Some)
+                .map_err(|error| Error::invalid_input(format!("--store: {error}"))),
+            (None, Some(path)) => StoreUrl::read_file(path, || {
+                eprintln!(
+                    "authstore: warning: {} is readable by other users; run: chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            })
+            .map(Some),
             (None, None) => Ok(None),
         }
+    }
+
+    /// The global options again, as arguments for another process of this program (the demo's
+    /// workers, the agent a user service starts), in one order: `--codex-home` when `home` is
+    /// given, the timeouts, with a `store` the words the caller chose for it (none when a
+    /// secret URL travels out of band) and `--store-key`, `--unlocked`, and the `-v`s when
+    /// `verbosity`.
+    pub(crate) fn global_args(
+        &self,
+        home: Option<String>,
+        store: Option<Vec<String>>,
+        verbosity: bool,
+    ) -> Vec<String> {
+        let mut arguments = Vec::new();
+        if let Some(home) = home {
+            arguments.extend(["--codex-home".to_owned(), home]);
+        }
+        arguments.extend([
+            "--lock-timeout".to_owned(),
+            self.lock_timeout.to_string(),
+            "--request-timeout".to_owned(),
+            self.request_timeout.to_string(),
+        ]);
+        if let Some(store) = store {
+            arguments.extend(store);
+            arguments.extend(["--store-key".to_owned(), self.store_key.clone()]);
+        }
+        if self.unlocked {
+            arguments.push("--unlocked".to_owned());
+        }
+        if verbosity && self.verbose > 0 {
+            arguments.push(format!("-{}", "v".repeat(self.verbose.into())));
+        }
+        arguments
     }
 
     /// The local file store in the Codex home.
@@ -294,113 +340,26 @@ impl Cli {
     }
 }
 
-/// The shared credential store named by `--store`.
-#[cfg(feature = "postgres")]
-pub(crate) struct SharedStore(authstore::store::postgres::PgStore);
-
-#[cfg(feature = "postgres")]
-impl SharedStore {
-    async fn connect(cli: &Cli, url: &str) -> Result<Self, Error> {
-        use authstore::store::postgres::{PgOptions, PgStore, is_postgres_url};
-        if !is_postgres_url(url) {
-            return Err(Error::invalid_input("--store takes a postgres://... URL"));
-        }
-        let request_timeout = seconds("--request-timeout", cli.request_timeout)?;
-        let pg_options = PgOptions::default()
-            .lock_timeout(seconds("--lock-timeout", cli.lock_timeout)?)
-            .token_request_timeout(request_timeout)
-            // Longer than a refresh can take, so that only a hung holder is cut off.
-            .idle_timeout(request_timeout + Duration::from_secs(10));
-        PgStore::connect(url, &cli.store_key, pg_options)
-            .await
-            .map(SharedStore)
-    }
-
-    fn manager(self, home: PathBuf, options: ManagerOptions) -> Result<AuthManager, Error> {
-        AuthManager::with_postgres(home, self.0, options)
-    }
-
-    /// The store itself, for reading and watching it (no mirroring: those only look).
-    pub(crate) fn into_store(self) -> Box<dyn Store> {
-        Box::new(self.0)
-    }
-}
-
-/// Without the postgres feature there is no shared store to connect to.
-#[cfg(not(feature = "postgres"))]
-pub(crate) enum SharedStore {}
-
-#[cfg(not(feature = "postgres"))]
-impl SharedStore {
-    async fn connect(_cli: &Cli, _url: &str) -> Result<Self, Error> {
-        Err(Error::invalid_input(
-            "--store needs authstore built with the postgres feature (cargo install --features postgres)",
-        ))
-    }
-
-    fn manager(self, _home: PathBuf, _options: ManagerOptions) -> Result<AuthManager, Error> {
-        match self {}
-    }
-
-    pub(crate) fn into_store(self) -> Box<dyn Store> {
-        match self {}
-    }
-}
-
 const BOTH_STORES: &str = "--store (AUTHSTORE_STORE) and --store-file (AUTHSTORE_STORE_FILE) both name a \
      store; give one of them";
-
-/// The store URL in the file `--store-file` names: its first line, trimmed.
-///
-/// The file is opened once, and its mode is checked on that open handle: the file whose URL is
-/// used is the file whose permissions are judged, even if the path is replaced meanwhile.
-fn read_store_file(path: &std::path::Path) -> Result<String, Error> {
-    use std::io::Read;
-    let unreadable = |error: std::io::Error| {
-        let what = match error.kind() {
-            std::io::ErrorKind::NotFound => "does not exist".to_owned(),
-            _ => format!("cannot be read ({error})"),
-        };
-        Error::invalid_input(format!(
-            "--store-file {}: the file {what}; write the store URL into it (one line, mode 0600), \
-             or give --store",
-            path.display()
-        ))
-    };
-    let mut file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(unreadable)?;
-    #[cfg(unix)]
-    if let Ok(metadata) = file.metadata() {
-        use std::os::unix::fs::PermissionsExt;
-        // Any group or other permission bit, as the library's check of auth.json (which the
-        // binary cannot call: it is the library's own).
-        if metadata.permissions().mode() & 0o077 != 0 {
-            eprintln!(
-                "authstore: warning: {} is readable by other users; run: chmod 600 {}",
-                path.display(),
-                path.display()
-            );
-        }
-    }
-    match text
-        .lines()
-        .next()
-        .map(str::trim)
-        .filter(|url| !url.is_empty())
-    {
-        Some(url) => Ok(url.to_owned()),
-        None => Err(Error::invalid_input(format!(
-            "--store-file {}: the file is empty; write the store URL into it (one line)",
-            path.display()
-        ))),
-    }
-}
 
 fn seconds(option: &str, value: f64) -> Result<Duration, Error> {
     Duration::try_from_secs_f64(value).map_err(|_| {
         Error::invalid_input(format!("{option} {value}: expected a number of seconds"))
     })
+}
+
+/// The command line's own advice after the library's (which names no option): what to type.
+fn help(error: &Error) -> Option<&'static str> {
+    match error.kind() {
+        ErrorKind::NotLoggedIn => Some(
+            "log in with `codex login`, or install a document with `authstore login --from FILE`",
+        ),
+        ErrorKind::LockUnsupported => Some(
+            "`--unlocked` runs without the locks on such a filesystem (unsafe with concurrent processes)",
+        ),
+        _ => None,
+    }
 }
 
 pub(crate) fn exit_code(error: &Error) -> u8 {

@@ -9,7 +9,7 @@ use authstore::error::{Error, Location};
 use authstore::store::{AgentPresence, FileStore, Store};
 use serde_json::{Value, json};
 
-use super::{Cli, SharedStore, exit, when};
+use super::{Cli, exit, when};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -20,7 +20,11 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let local = cli.file_store()?;
-    let shared = cli.shared_store().await?.map(SharedStore::into_store);
+    let config = cli.store_config()?;
+    let shared = match config.shared_url() {
+        Some(_) => Some(config.store().await?),
+        None => None,
+    };
     let status = Status::read(&local, shared.as_deref()).await?;
     if local.is_readable_by_others() {
         eprintln!(
@@ -191,7 +195,7 @@ impl Status {
 }
 
 fn is_logged_in(document: Option<&AuthDocument>) -> bool {
-    document.is_some_and(|d| d.tokens.is_some() || d.openai_api_key.is_some())
+    document.is_some_and(AuthDocument::has_credentials)
 }
 
 /// The local `auth.json` beside a shared store.

@@ -10,11 +10,10 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use authstore::document::Freshness;
+use authstore::document::{Freshness, format_timestamp_seconds};
 use authstore::error::Error;
 use authstore::secret::Secret;
 use authstore::{AuthSnapshot, RequestHeaders};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{Cli, exit, when};
@@ -150,7 +149,7 @@ fn json_output(snapshot: &AuthSnapshot, token: &Secret, headers: &RequestHeaders
 fn exec_credential(snapshot: &AuthSnapshot, token: &Secret) -> String {
     let mut status = json!({ "token": token.expose() });
     if let Some(expires_at) = snapshot.expires_at() {
-        status["expirationTimestamp"] = json!(rfc3339_seconds(expires_at));
+        status["expirationTimestamp"] = json!(format_timestamp_seconds(expires_at));
     }
     json!({
         "apiVersion": "client.authentication.k8s.io/v1",
@@ -170,13 +169,7 @@ fn bazel(snapshot: &AuthSnapshot, headers: &RequestHeaders) -> String {
         .collect();
     let mut response = json!({ "headers": headers });
     if let Some(expires_at) = snapshot.expires_at() {
-        response["expires"] = json!(rfc3339_seconds(expires_at));
+        response["expires"] = json!(format_timestamp_seconds(expires_at));
     }
     response.to_string()
-}
-
-/// RFC 3339 in UTC to the second (`2026-12-04T15:00:00Z`): what Go's `time.RFC3339` and Java's
-/// `Instant.parse` both read; `exp` is whole seconds anyway.
-fn rfc3339_seconds(time: SystemTime) -> String {
-    DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use authstore::changes::{ChangeEvent, ChangeKind, ChangeWatcher};
+use authstore::changes::{ChangeEvent, ChangeWatcher};
 use authstore::document::format_timestamp;
 use authstore::error::Error;
 use authstore::store::Store;
@@ -19,10 +19,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     // The shared store itself when there is one (changes made on any machine), else auth.json.
-    let store: Arc<dyn Store> = match cli.shared_store().await? {
-        Some(shared) => Arc::from(shared.into_store()),
-        None => Arc::new(cli.file_store()?),
-    };
+    let store: Arc<dyn Store> = Arc::from(cli.store_config()?.store().await?);
     let location = store.location();
     let mut watcher = ChangeWatcher::with_store(store).await?;
     eprintln!("authstore: watching {location} for changes");
@@ -55,12 +52,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         let line = if args.json {
             event_json(&event, &time).to_string()
         } else {
-            let kind = match event.event {
-                ChangeKind::Refreshed => "refreshed",
-                ChangeKind::LoggedIn => "logged-in",
-                ChangeKind::LoggedOut => "logged-out",
-                ChangeKind::IdentityChanged => "identity-changed",
-            };
+            let kind = event.event.name();
             let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
             format!(
                 "{time} {kind} account={} user={} expires={}",

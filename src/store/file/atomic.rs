@@ -58,6 +58,27 @@ fn temp_affixes(target: &Path) -> (String, &'static str) {
 /// time from the authority's answer to the rename is the window in which a crash loses the
 /// rotated token, so this does the durable write and nothing else.
 pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_as(target, bytes, Visibility::Private)
+}
+
+/// Who may read a file written by [`write_file_durably`](super::write_file_durably).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Visibility {
+    /// Only its owner (0600 on Unix), from its creation on: credentials, a store URL with its
+    /// password.
+    Private,
+    /// Its owner writes, everyone reads (0644 on Unix): what other programs read, such as a
+    /// service definition. On Windows both inherit the ACL of the directory.
+    Readable,
+}
+
+/// [`write_atomically`] with the file's [`Visibility`].
+pub(crate) fn write_atomically_as(
+    target: &Path,
+    bytes: &[u8],
+    visibility: Visibility,
+) -> Result<()> {
     let dir = parent_dir(target);
     let (prefix, suffix) = temp_affixes(target);
     let mut temp = tempfile::Builder::new()
@@ -65,8 +86,12 @@ pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
         .suffix(suffix)
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temporary file in", dir, e))?;
-    sys::make_private(temp.as_file())
-        .map_err(|e| Error::io("restrict permissions of", temp.path(), e))?;
+    match visibility {
+        Visibility::Private => sys::make_private(temp.as_file())
+            .map_err(|e| Error::io("restrict permissions of", temp.path(), e))?,
+        Visibility::Readable => sys::make_readable(temp.as_file())
+            .map_err(|e| Error::io("set the permissions of", temp.path(), e))?,
+    }
     crash_at("after-create");
     // Through the inner file: NamedTempFile's own Write adds the path to the error, and ours
     // already names it.

@@ -53,8 +53,23 @@ use super::{BoxFuture, ChangeFeed, ChangeOptions, Store, Transaction, sys};
 use crate::document::{AuthDocument, DocumentError, MAX_DOCUMENT_BYTES};
 use crate::error::{Error, Location, Result};
 
+pub use atomic::Visibility;
 use lock::read_holder_note;
 pub use presence::{AGENT_LOCK_FILE, AGENT_NOTE_FILE, ActiveAgent, AgentPresence};
+
+/// Writes `bytes` to `path` durably and atomically, the way `auth.json` is written: a temporary
+/// file in the same directory (created exclusively, with `visibility`'s permissions from the
+/// start), fsync, rename over `path`, fsync the directory. A failure leaves `path` as it was and
+/// names the step that failed. For files beside the credentials that must never be seen half
+/// written (a service definition, a store URL); it takes no lock: the caller serialises writers.
+pub fn write_file_durably(path: &Path, bytes: &[u8], visibility: Visibility) -> Result<()> {
+    atomic::write_atomically_as(path, bytes, visibility)
+}
+
+/// Removes `path` durably (the directory is fsynced); returns whether it existed.
+pub fn remove_file_durably(path: &Path) -> Result<bool> {
+    atomic::remove_durably(path)
+}
 
 /// The credentials file in a Codex home.
 pub const AUTH_FILE: &str = "auth.json";

@@ -58,6 +58,11 @@ pub(crate) fn make_private(file: &File) -> io::Result<()> {
     file.set_permissions(fs::Permissions::from_mode(0o600))
 }
 
+/// Owner writes, everyone reads: 0644, whatever the umask (a file other programs read).
+pub(crate) fn make_readable(file: &File) -> io::Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
 /// Whether a lock failure means "this filesystem cannot lock" rather than a passing error.
 pub(crate) fn is_lock_unsupported(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::Unsupported

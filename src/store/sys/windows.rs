@@ -140,6 +140,11 @@ pub(crate) fn make_private(_file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// The ACL of the directory applies on Windows, as for [`make_private`].
+pub(crate) fn make_readable(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
 /// Whether a lock failure means "this filesystem cannot lock".
 pub(crate) fn is_lock_unsupported(error: &io::Error) -> bool {
     error.kind() == io::ErrorKind::Unsupported

@@ -52,14 +52,13 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             "--duration 0: expected a positive number of seconds",
         ));
     }
-    // Lock and request timeouts apply to the workers; the demo runs on its own temporary homes.
-    let mut worker_options: Vec<OsString> = vec![
-        format!("--lock-timeout={}", cli.lock_timeout).into(),
-        format!("--request-timeout={}", cli.request_timeout).into(),
-    ];
-    if cli.unlocked {
-        worker_options.push("--unlocked".into());
-    }
+    // Lock and request timeouts apply to the workers; the demo runs on its own temporary homes
+    // and its own authority, so neither the home nor a store carries over.
+    let worker_options: Vec<OsString> = cli
+        .global_args(None, None, false)
+        .into_iter()
+        .map(OsString::from)
+        .collect();
     let settings = demo::Settings {
         processes: args.processes,
         duration,

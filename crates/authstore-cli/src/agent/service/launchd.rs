@@ -35,9 +35,12 @@
 
 use std::path::{Path, PathBuf};
 
+use authstore::error::Error;
+use authstore::store::file::Visibility;
+
 use super::{
-    AgentCommand, Failure, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs,
-    remove_created_dirs, remove_file, store_file_contents, write_file, xml_created_dirs_comment,
+    AgentCommand, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs, remove_created_dirs,
+    remove_file, store_file_contents, write_file, xml_created_dirs_comment,
 };
 
 pub(super) const LABEL: &str = "dev.authstore.agent";
@@ -116,7 +119,7 @@ impl<'a> Agent<'a> {
     }
 }
 
-pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure> {
+pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> {
     let paths = Paths::new(homes);
     let mut created = recorded_dirs(&paths.plist);
     for file in [&paths.plist, &paths.log] {
@@ -125,7 +128,11 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
     match &agent.secret_store {
         Some(url) => {
             created.extend(create_dirs(parent(&paths.store_file))?);
-            write_file(&paths.store_file, &store_file_contents(url), true)?;
+            write_file(
+                &paths.store_file,
+                &store_file_contents(url),
+                Visibility::Private,
+            )?;
             println!(
                 "wrote {} (0600: the --store URL, which holds a password)",
                 paths.store_file.display()
@@ -136,7 +143,7 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
         }
     }
     let plist = Agent::new(homes, agent, &created).render();
-    write_file(&paths.plist, plist.as_bytes(), false)?;
+    write_file(&paths.plist, plist.as_bytes(), Visibility::Readable)?;
     println!("wrote {}", paths.plist.display());
     let domain = gui_domain();
     let service = format!("{domain}/{LABEL}");
@@ -158,7 +165,7 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
     Ok(())
 }
 
-pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
+pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
     let paths = Paths::new(homes);
     if !paths.plist.exists() && !paths.store_file.exists() {
         println!(
@@ -175,7 +182,7 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
         Tool::Ran { success: true, .. } => match launchctl(&["bootout", &service]) {
             Ok(()) => println!("stopped and unloaded {LABEL}"),
             // Still remove the files: that is what was asked for.
-            Err(failure) => eprintln!("authstore: warning: {}", failure.message),
+            Err(failure) => eprintln!("authstore: warning: {}", failure.report()),
         },
     }
     for path in [&paths.plist, &paths.store_file, &paths.log] {
@@ -228,16 +235,16 @@ const BOOTSTRAP_RETRY_DELAY: std::time::Duration = std::time::Duration::from_mil
 /// `launchctl bootstrap DOMAIN PLIST`, tried again while it fails: right after `bootout`,
 /// launchd may still be removing the label, and bootstrap then fails ("Bootstrap failed: 5:
 /// Input/output error"). Fails with the last attempt's error after [`BOOTSTRAP_ATTEMPTS`].
-fn bootstrap(domain: &str, plist: &str) -> Result<(), Failure> {
+fn bootstrap(domain: &str, plist: &str) -> Result<(), Error> {
     let args = ["bootstrap", domain, plist];
     let mut attempt = 1;
     loop {
         match launchctl(&args) {
             Ok(()) => return Ok(()),
             Err(failure) if attempt >= BOOTSTRAP_ATTEMPTS => {
-                return Err(Failure::other(format!(
+                return Err(Error::system(format!(
                     "{} (tried {attempt} times, {} ms apart)",
-                    failure.message,
+                    failure.report(),
                     BOOTSTRAP_RETRY_DELAY.as_millis()
                 )));
             }
@@ -249,7 +256,7 @@ fn bootstrap(domain: &str, plist: &str) -> Result<(), Failure> {
     }
 }
 
-fn launchctl(args: &[&str]) -> Result<(), Failure> {
+fn launchctl(args: &[&str]) -> Result<(), Error> {
     let command = format!("launchctl {}", args.join(" "));
     Tool::run("launchctl", args).require(&command).map(drop)
 }

@@ -32,64 +32,22 @@
 //! launchd or Task Scheduler runs here: see [`launchd`] and [`windows`] for what that leaves
 //! unverified.
 
+mod command;
+mod files;
 mod launchd;
 mod systemd;
 mod windows;
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use authstore::store::AgentPresence;
+use crate::Cli;
+use authstore::error::Error;
 use serde_json::{Value, json};
 
-use super::{DEFAULT_AHEAD_SECS, warn_if_inside_codex_window};
-use crate::{Cli, exit};
-
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum Command {
-    /// Install the agent as a user service that starts at login and restarts when it fails,
-    /// running with the global options and --ahead given here
-    Install(InstallArgs),
-    /// Stop, disable and remove the user service (and its store file)
-    Uninstall(ServiceArg),
-    /// Whether the user service is installed, enabled and running
-    Status(StatusArgs),
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct InstallArgs {
-    #[command(flatten)]
-    service: ServiceArg,
-
-    /// Write the service definition to stdout and change nothing
-    #[arg(long)]
-    print: bool,
-
-    /// The agent's --ahead: refresh when fewer than this many seconds are left
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_AHEAD_SECS)]
-    ahead: u64,
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct ServiceArg {
-    /// The service manager [default: systemd on Linux, launchd on macOS, windows (Task
-    /// Scheduler) on Windows]
-    #[arg(long, value_enum, value_name = "KIND")]
-    service: Option<Kind>,
-}
-
-#[derive(Debug, clap::Args)]
-pub(crate) struct StatusArgs {
-    #[command(flatten)]
-    service: ServiceArg,
-
-    /// Print the state as one JSON object
-    #[arg(long)]
-    json: bool,
-}
-
+pub(crate) use command::{Command, run};
+/// The service managers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Kind {
     /// A systemd user unit
@@ -121,147 +79,10 @@ impl Kind {
     }
 }
 
-impl ServiceArg {
-    fn kind(&self) -> Kind {
-        self.service.unwrap_or_else(Kind::for_this_platform)
-    }
-}
-
-/// Runs one of the service subcommands; prints its own error and returns the exit code.
-pub(crate) fn run(cli: &Cli, command: &Command) -> u8 {
-    let outcome = match command {
-        Command::Install(args) => install(cli, args),
-        Command::Uninstall(args) => uninstall(args.kind()),
-        Command::Status(args) => status(cli, args),
-    };
-    match outcome {
-        Ok(()) => exit::SUCCESS,
-        Err(failure) => {
-            eprintln!("authstore: {}", failure.message);
-            failure.exit
-        }
-    }
-}
-
-fn install(cli: &Cli, args: &InstallArgs) -> Result<(), Failure> {
-    warn_if_inside_codex_window(args.ahead);
-    let agent = AgentCommand::from_cli(cli, args.ahead)?;
-    let homes = Homes::from_env()?;
-    report_environment(args.service.kind(), &homes, &agent, args.print);
-    match (args.service.kind(), args.print) {
-        (Kind::Systemd, true) => print(&systemd::Unit::new(&homes, &agent, &[]).render()),
-        (Kind::Systemd, false) => systemd::install(&homes, &agent),
-        (Kind::Launchd, true) => print(&launchd::Agent::new(&homes, &agent, &[]).render()),
-        (Kind::Launchd, false) => launchd::install(&homes, &agent),
-        (Kind::Windows, true) => print(&windows::Task::new(&homes, &agent).render_utf8()),
-        (Kind::Windows, false) => windows::install(&homes, &agent),
-    }
-}
-
-/// One line on stderr for each setting of [`SERVICE_ENVIRONMENT`] set here that the service will
-/// not see, saying what to do; and under systemd's `--print`, one for each that install would
-/// write into the 0600 file (which `--print` does not write).
-fn report_environment(kind: Kind, homes: &Homes, agent: &AgentCommand, print: bool) {
-    for setting in &agent.environment {
-        let name = setting.name;
-        match (kind, &setting.value) {
-            (Kind::Systemd, Ok(_)) if print => eprintln!(
-                "authstore: note: {name} is set here: install writes it into {} (0600), which the \
-                 unit reads; --print writes nothing",
-                systemd::environment_path(homes).display()
-            ),
-            (Kind::Systemd, Ok(_)) => {}
-            (Kind::Systemd, Err(why)) => eprintln!(
-                "authstore: warning: {name} is set here, but {why}, so it cannot be written into \
-                 {} and the service will not see it; fix its value, or run `authstore agent` \
-                 yourself where it is set",
-                systemd::environment_path(homes).display()
-            ),
-            (Kind::Launchd, _) => eprintln!(
-                "authstore: warning: {name} is set here, but the launchd agent will not see it: \
-                 its plist is readable by every user, so install does not copy it there; to give \
-                 it to the agent, run `launchctl setenv {name} <value>` before installing (it \
-                 lasts until logout), or run `authstore agent` yourself where it is set"
-            ),
-            (Kind::Windows, _) => eprintln!(
-                "authstore: warning: {name} is set here, but the task will not see it unless it \
-                 is one of your user environment variables (a logon task gets those, not this \
-                 shell's; task XML has no safe place for it); make it one with `setx {name} \
-                 <value>`, then log on again"
-            ),
-        }
-    }
-}
-
-fn uninstall(kind: Kind) -> Result<(), Failure> {
-    let homes = Homes::from_env()?;
-    match kind {
-        Kind::Systemd => systemd::uninstall(&homes),
-        Kind::Launchd => launchd::uninstall(&homes),
-        Kind::Windows => windows::uninstall(&homes),
-    }
-}
-
-fn status(cli: &Cli, args: &StatusArgs) -> Result<(), Failure> {
-    let homes = Homes::from_env()?;
-    let state = match args.service.kind() {
-        Kind::Systemd => systemd::state(&homes),
-        Kind::Launchd => launchd::state(&homes),
-        Kind::Windows => windows::state(&homes),
-    };
-    // The agent process keeping this Codex home fresh, whether the service or one started by
-    // hand; none when the home cannot be resolved.
-    let agent = cli.file_store().ok().and_then(|home| home.active_agent());
-    if args.json {
-        let mut json = state.json();
-        json["agent"] = agent.as_ref().map_or(Value::Null, AgentPresence::to_json);
-        println!("{json}");
-    } else {
-        print!("{}", state.describe());
-        match &agent {
-            Some(agent) => println!("agent:     {}", agent.describe()),
-            None => println!("agent:     none"),
-        }
-    }
-    Ok(())
-}
-
-fn print(text: &str) -> Result<(), Failure> {
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(|error| Failure::other(format!("cannot write to stdout: {error}")))
-}
-
-/// Why a service command failed, and its exit code.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    message: String,
-    exit: u8,
-}
-
-impl Failure {
-    /// Something the user gave (or the environment lacks) makes the command impossible (exit 2).
-    fn usage(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            exit: exit::USAGE,
-        }
-    }
-
-    /// The machine refused: a file could not be written, a tool failed (exit 1).
-    fn other(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            exit: exit::OTHER,
-        }
-    }
-
-    fn io(step: &str, path: &Path, error: std::io::Error) -> Self {
-        Self::other(format!("cannot {step} {}: {error}", path.display()))
-    }
-}
+use files::{
+    CREATED_MARKER, create_dirs, decode_dirs, encode_dirs, remove_created_dirs, remove_file,
+    store_file_contents, write_file, xml_created_dirs_comment,
+};
 
 /// The agent command line a service runs: this binary, then every option explicit.
 pub(crate) struct AgentCommand {
@@ -276,62 +97,47 @@ pub(crate) struct AgentCommand {
 }
 
 impl AgentCommand {
-    fn from_cli(cli: &Cli, ahead: u64) -> Result<Self, Failure> {
+    fn from_cli(cli: &Cli, ahead: u64) -> Result<Self, Error> {
         let program = crate::own_executable()
             .and_then(|path| path.canonicalize())
-            .map_err(|error| Failure::other(format!("cannot find this program's path: {error}")))?;
+            .map_err(|error| Error::system(format!("cannot find this program's path: {error}")))?;
         let program = utf8(&without_verbatim_prefix(program), "this program's path")?;
-        let home = cli
-            .home()
-            .map_err(|error| Failure::usage(error.report().to_string()))?;
-        let home = std::path::absolute(&home)
-            .map_err(|error| Failure::io("make absolute", &home, error))?;
-        let mut arguments = vec![
-            "--codex-home".to_owned(),
-            utf8(&home, "the Codex home")?,
-            "--lock-timeout".to_owned(),
-            cli.lock_timeout.to_string(),
-            "--request-timeout".to_owned(),
-            cli.request_timeout.to_string(),
-        ];
+        let home = cli.home()?;
+        let home =
+            std::path::absolute(&home).map_err(|error| Error::io("make absolute", &home, error))?;
+        // The store as the library reads it (one grammar): a URL that is refused here would
+        // only be refused later by the agent the service starts.
         let mut secret_store = None;
-        match (&cli.store, &cli.store_file) {
-            (Some(_), Some(_)) => return Err(Failure::usage(crate::BOTH_STORES)),
-            (Some(url), None) if may_hold_password(url) => secret_store = Some(url.clone()),
-            (Some(url), None) => arguments.extend(["--store".to_owned(), url.clone()]),
+        let store = match (&cli.store, &cli.store_file) {
+            (Some(_), Some(_)) => return Err(Error::invalid_input(crate::BOTH_STORES)),
+            (Some(_), None) => match cli.store_url()? {
+                Some(url) if url.may_hold_password() => {
+                    secret_store = Some(url.as_str().to_owned());
+                    Some(Vec::new())
+                }
+                Some(url) => Some(vec!["--store".to_owned(), url.as_str().to_owned()]),
+                None => None,
+            },
             (None, Some(path)) => {
                 let path = std::path::absolute(path)
-                    .map_err(|error| Failure::io("make absolute", path, error))?;
-                arguments.extend(["--store-file".to_owned(), utf8(&path, "--store-file")?]);
+                    .map_err(|error| Error::io("make absolute", path, error))?;
+                Some(vec![
+                    "--store-file".to_owned(),
+                    utf8(&path, "--store-file")?,
+                ])
             }
-            (None, None) => {}
-        }
-        if cli.store.is_some() || cli.store_file.is_some() {
-            arguments.extend(["--store-key".to_owned(), cli.store_key.clone()]);
-        }
-        if cli.unlocked {
-            arguments.push("--unlocked".to_owned());
-        }
-        if cli.verbose > 0 {
-            arguments.push(format!("-{}", "v".repeat(cli.verbose.into())));
-        }
+            (None, None) => None,
+        };
+        let mut arguments = cli.global_args(Some(utf8(&home, "the Codex home")?), store, true);
         arguments.extend(["agent".to_owned(), "--ahead".to_owned(), ahead.to_string()]);
         // XML (plists, task files) cannot hold control characters, and no sane path has them.
         if let Some(word) = std::iter::once(&program)
             .chain(&arguments)
             .find(|word| word.chars().any(char::is_control))
         {
-            return Err(Failure::usage(format!(
+            return Err(Error::invalid_input(format!(
                 "{word:?} contains a control character and cannot be written into a service definition"
             )));
-        }
-        if secret_store
-            .as_ref()
-            .is_some_and(|url| url.chars().any(char::is_control))
-        {
-            return Err(Failure::usage(
-                "the --store URL contains a control character (a line break?); give it on one line",
-            ));
         }
         Ok(Self {
             program,
@@ -362,26 +168,6 @@ impl AgentCommand {
         }
         arguments.extend(self.arguments.iter().cloned());
         arguments
-    }
-}
-
-/// Whether a store URL (or libpq key=value string) may hold a password: a `user:password@`, or
-/// anything that could name a `password` parameter. Conservative: a URL that merely might is
-/// kept out of the definition too.
-fn may_hold_password(url: &str) -> bool {
-    let lower = url.to_ascii_lowercase();
-    if lower.contains("pass") || lower.contains('%') {
-        return true;
-    }
-    match url.split_once("://") {
-        Some((_, rest)) => {
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            authority
-                .rsplit_once('@')
-                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        }
-        // A key=value connection string without "password" in it.
-        None => false,
     }
 }
 
@@ -455,9 +241,9 @@ fn without_verbatim_prefix(path: PathBuf) -> PathBuf {
     }
 }
 
-fn utf8(path: &Path, what: &str) -> Result<String, Failure> {
+fn utf8(path: &Path, what: &str) -> Result<String, Error> {
     path.to_str().map(str::to_owned).ok_or_else(|| {
-        Failure::usage(format!(
+        Error::invalid_input(format!(
             "{what} ({}) is not valid UTF-8 and cannot be written into a service definition",
             path.display()
         ))
@@ -475,7 +261,7 @@ pub(crate) struct Homes {
 }
 
 impl Homes {
-    fn from_env() -> Result<Self, Failure> {
+    fn from_env() -> Result<Self, Error> {
         let var = |name: &str| {
             std::env::var_os(name)
                 .filter(|value| !value.is_empty())
@@ -489,7 +275,7 @@ impl Homes {
                     None
                 }
             })
-            .ok_or_else(|| Failure::usage("HOME is not set; a user service needs a home"))?;
+            .ok_or_else(|| Error::invalid_input("HOME is not set; a user service needs a home"))?;
         // The XDG base directory specification: a relative value is to be ignored.
         let config = var("XDG_CONFIG_HOME")
             .filter(|dir| dir.is_absolute())
@@ -588,14 +374,14 @@ impl Tool {
     }
 
     /// Succeeds, or fails naming the command and what it printed on stderr.
-    fn require(self, command: &str) -> Result<String, Failure> {
+    fn require(self, command: &str) -> Result<String, Error> {
         match self {
             Tool::Ran {
                 success: true,
                 stdout,
                 ..
             } => Ok(stdout),
-            Tool::Ran { stderr, .. } => Err(Failure::other(format!(
+            Tool::Ran { stderr, .. } => Err(Error::system(format!(
                 "`{command}` failed: {}",
                 if stderr.is_empty() {
                     "no message"
@@ -603,134 +389,16 @@ impl Tool {
                     &stderr
                 }
             ))),
-            Tool::Missing => Err(Failure::other(format!(
+            Tool::Missing => Err(Error::system(format!(
                 "`{command}` could not be run: the program is not on PATH"
             ))),
         }
     }
 }
 
-/// Creates `dir` and its missing parents; returns those it created, outermost first, so that
-/// uninstall can remove exactly those again.
-fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let missing: Vec<PathBuf> = dir
-        .ancestors()
-        .take_while(|ancestor| !ancestor.exists())
-        .map(Path::to_path_buf)
-        .collect();
-    std::fs::create_dir_all(dir)
-        .map_err(|error| Failure::io("create the directory", dir, error))?;
-    Ok(missing.into_iter().rev().collect())
-}
-
-/// Removes the directories install created, innermost first, each only when it is empty.
-fn remove_created_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
-    let mut dirs = dirs.to_vec();
-    dirs.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
-    for dir in dirs {
-        if std::fs::remove_dir(&dir).is_ok() {
-            removed.push(dir);
-        }
-    }
-    removed
-}
-
-/// Prefixes the comment of a definition that records the directories install created.
-const CREATED_MARKER: &str = "authstore-created-dirs:";
-
-/// How created directories are recorded inside a definition: a JSON array of paths, on one line.
-fn encode_dirs(dirs: &[PathBuf]) -> String {
-    let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// The comment line of an XML definition (plist, task) that records `created`. `--` cannot
-/// appear in an XML comment: dashes are written as JSON escapes.
-fn xml_created_dirs_comment(created: &[PathBuf]) -> String {
-    format!(
-        "<!-- {CREATED_MARKER} {} -->\n",
-        encode_dirs(created).replace('-', "\\u002d")
-    )
-}
-
-/// The directories recorded in `text` (see [`encode_dirs`]).
-fn decode_dirs(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|line| line.split_once(CREATED_MARKER))
-        .filter_map(|(_, rest)| {
-            let json = rest.trim().trim_end_matches("-->").trim();
-            serde_json::from_str::<Vec<String>>(json).ok()
-        })
-        .flatten()
-        .map(PathBuf::from)
-        .collect()
-}
-
-/// Writes `contents` to `path` atomically (a temporary file in the same directory, renamed over
-/// it). `private`: 0600 from creation, for a file holding a store URL with its password; else
-/// 0644, as service managers expect their definitions.
-fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), Failure> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|error| Failure::io("create a file in", dir, error))?;
-    file.write_all(contents)
-        .and_then(|()| file.as_file().sync_all())
-        .map_err(|error| Failure::io("write", path, error))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if private { 0o600 } else { 0o644 };
-        file.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|error| Failure::io("set the permissions of", path, error))?;
-    }
-    #[cfg(not(unix))]
-    let _ = private; // Windows: the file inherits the ACL of the user's profile directory.
-    file.persist(path)
-        .map_err(|error| Failure::io("write", path, error.error))?;
-    Ok(())
-}
-
-/// Removes `path` if it exists; returns whether it did.
-fn remove_file(path: &Path) -> Result<bool, Failure> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(Failure::io("remove", path, error)),
-    }
-}
-
-/// What a `--store-file` holds (launchd and Task Scheduler cannot pass a secret environment
-/// variable): the URL on one line. Written 0600 by [`write_file`].
-fn store_file_contents(url: &str) -> Vec<u8> {
-    format!("{url}\n").into_bytes()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn store_urls_with_a_password_or_a_possible_password_parameter_are_secret() {
-        for secret in [
-            "postgres://alice:s3cret@db.example.com/auth",
-            "postgresql://alice:@db/auth",
-            "postgres://alice@db/auth?password=s3cret",
-            "postgres://alice@db/auth?PassWord=s3cret",
-            "postgres://alice@db/auth?pass%77ord=s3cret",
-            "host=db user=alice password=s3cret",
-        ] {
-            assert!(may_hold_password(secret), "{secret}");
-        }
-        for plain in [
-            "postgres://alice@db.example.com:5432/auth?sslmode=require",
-            "postgres:///auth?host=/run/postgresql",
-            "host=db user=alice dbname=auth",
-        ] {
-            assert!(!may_hold_password(plain), "{plain}");
-        }
-    }
 
     #[test]
     fn a_verbatim_windows_path_loses_its_prefix_and_others_are_kept() {
@@ -744,24 +412,5 @@ mod tests {
                 PathBuf::from(kept)
             );
         }
-    }
-
-    #[test]
-    fn created_directories_round_trip_through_their_record() {
-        let dirs = vec![
-            PathBuf::from("/home/a b/.config"),
-            PathBuf::from("/home/a b/.config/sys\"temd--x"),
-        ];
-        let line = format!("# {CREATED_MARKER} {}", encode_dirs(&dirs));
-        assert_eq!(decode_dirs(&line), dirs);
-        // In an XML comment, with the dashes escaped.
-        let comment = xml_created_dirs_comment(&dirs);
-        let inside = comment
-            .trim_end()
-            .strip_prefix("<!--")
-            .and_then(|c| c.strip_suffix("-->"))
-            .unwrap();
-        assert!(!inside.contains("--"), "{comment}");
-        assert_eq!(decode_dirs(&comment), dirs);
     }
 }

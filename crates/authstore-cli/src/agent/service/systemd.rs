@@ -30,9 +30,12 @@
 
 use std::path::{Path, PathBuf};
 
+use authstore::error::Error;
+use authstore::store::file::Visibility;
+
 use super::{
-    AgentCommand, CREATED_MARKER, Failure, Homes, Kind, ServiceState, Tool, create_dirs,
-    decode_dirs, encode_dirs, remove_created_dirs, remove_file, write_file,
+    AgentCommand, CREATED_MARKER, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs,
+    encode_dirs, remove_created_dirs, remove_file, write_file,
 };
 
 pub(super) const UNIT_NAME: &str = "authstore-agent.service";
@@ -122,7 +125,7 @@ impl<'a> Unit<'a> {
     }
 }
 
-pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure> {
+pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> {
     let paths = Paths::new(homes);
     let reinstall = paths.unit.exists();
     // A reinstall keeps the record of what the first install created.
@@ -162,20 +165,20 @@ fn write_unit_and_environment(
     homes: &Homes,
     agent: &AgentCommand,
     created: &[PathBuf],
-) -> Result<(), Failure> {
+) -> Result<(), Error> {
     let previous_unit = std::fs::read(&paths.unit).ok();
     let unit = Unit::new(homes, agent, created).render();
-    write_file(&paths.unit, unit.as_bytes(), false)?;
+    write_file(&paths.unit, unit.as_bytes(), Visibility::Readable)?;
     let carried: Vec<(&str, &str)> = agent.carried_environment().collect();
     let environment = if agent.secret_store.is_some() || !carried.is_empty() {
         environment_file(agent.secret_store.as_deref(), &carried)
-            .and_then(|contents| write_file(&paths.env, &contents, true))
+            .and_then(|contents| write_file(&paths.env, &contents, Visibility::Private))
     } else {
         remove_file(&paths.env).map(drop)
     };
     if let Err(failure) = environment {
         let _ = match previous_unit {
-            Some(previous) => write_file(&paths.unit, &previous, false),
+            Some(previous) => write_file(&paths.unit, &previous, Visibility::Readable),
             None => remove_file(&paths.unit).map(drop),
         };
         return Err(failure);
@@ -195,7 +198,7 @@ fn write_unit_and_environment(
     Ok(())
 }
 
-pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
+pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
     let paths = Paths::new(homes);
     if !paths.unit.exists() && !paths.env.exists() {
         println!(
@@ -210,7 +213,7 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
         match systemctl(&["disable", "--now", UNIT_NAME]) {
             Ok(()) => println!("stopped and disabled {UNIT_NAME}"),
             // Still remove the files: that is what was asked for.
-            Err(failure) => eprintln!("authstore: warning: {}", failure.message),
+            Err(failure) => eprintln!("authstore: warning: {}", failure.report()),
         }
     }
     for path in [&paths.unit, &paths.env] {
@@ -275,7 +278,7 @@ fn user_manager() -> Result<(), String> {
     }
 }
 
-fn systemctl(args: &[&str]) -> Result<(), Failure> {
+fn systemctl(args: &[&str]) -> Result<(), Error> {
     let command = format!("systemctl --user {}", args.join(" "));
     Tool::run(
         "systemctl",
@@ -323,9 +326,9 @@ fn escape_specifiers(value: &str) -> String {
 fn environment_file(
     secret_store: Option<&str>,
     settings: &[(&str, &str)],
-) -> Result<Vec<u8>, Failure> {
+) -> Result<Vec<u8>, Error> {
     if secret_store.is_some_and(|url| url.chars().any(char::is_control)) {
-        return Err(Failure::usage(
+        return Err(Error::invalid_input(
             "the --store URL contains a control character (a line break?); give it on one line",
         ));
     }

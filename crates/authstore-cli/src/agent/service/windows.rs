@@ -34,9 +34,12 @@
 use std::path::{Path, PathBuf};
 
 use super::launchd::xml_escape;
+use authstore::error::Error;
+use authstore::store::file::Visibility;
+
 use super::{
-    AgentCommand, Failure, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs,
-    remove_created_dirs, remove_file, store_file_contents, write_file, xml_created_dirs_comment,
+    AgentCommand, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs, remove_created_dirs,
+    remove_file, store_file_contents, write_file, xml_created_dirs_comment,
 };
 
 pub(super) const TASK_NAME: &str = "authstore-agent";
@@ -154,7 +157,7 @@ impl<'a> Task<'a> {
     }
 }
 
-pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure> {
+pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> {
     let mut task = Task::new(homes, agent);
     task.created = recorded_dirs(&task.paths.task);
     task.created.extend(create_dirs(
@@ -162,7 +165,11 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
     )?);
     match &agent.secret_store {
         Some(url) => {
-            write_file(&task.paths.store_file, &store_file_contents(url), true)?;
+            write_file(
+                &task.paths.store_file,
+                &store_file_contents(url),
+                Visibility::Private,
+            )?;
             println!(
                 "wrote {} (the --store URL, which holds a password)",
                 task.paths.store_file.display()
@@ -172,7 +179,7 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
             remove_file(&task.paths.store_file)?;
         }
     }
-    write_file(&task.paths.task, &task.render_utf16(), false)?;
+    write_file(&task.paths.task, &task.render_utf16(), Visibility::Readable)?;
     println!("wrote {}", task.paths.task.display());
     let file = task.paths.task.display().to_string();
     let create = ["/Create", "/XML", &file, "/TN", TASK_NAME, "/F"];
@@ -192,7 +199,7 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Failure
     Ok(())
 }
 
-pub(super) fn uninstall(homes: &Homes) -> Result<(), Failure> {
+pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
     let paths = Paths::new(homes);
     let registered = matches!(
         Tool::run("schtasks", ["/Query", "/TN", TASK_NAME]),
@@ -262,7 +269,7 @@ pub(super) fn state(homes: &Homes) -> ServiceState {
     state
 }
 
-fn schtasks(args: &[&str]) -> Result<(), Failure> {
+fn schtasks(args: &[&str]) -> Result<(), Error> {
     let command = format!("schtasks {}", args.join(" "));
     Tool::run("schtasks", args).require(&command).map(drop)
 }
