@@ -2,11 +2,19 @@
 //! permanent/transient classification of failures, and best-effort revocation.
 //!
 //! The client knows nothing about files; the manager decides what to do with what it returns.
+//!
+//! An answer is untrusted input. At most [`MAX_ANSWER_BYTES`] of it are read. A `2xx` answer
+//! that is a JSON object is read field by field ([`classify`]): each token is kept only when it
+//! is a usable token string (non-empty, no whitespace, no control character), and a malformed
+//! field is treated as absent with one warning naming the field, never its value. So a rotated
+//! refresh token is never lost because something else in the answer is wrong, and no empty or
+//! malformed token is ever stored or handed out. Whether the answer is usable (it carries an
+//! access token) is [`TokenResponse::is_usable`]; the manager stores the well-formed parts of
+//! an unusable one and reports a transient failure.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::document::{AuthDocument, IdClaims, format_timestamp};
@@ -21,6 +29,10 @@ pub const DEFAULT_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
 pub const TOKEN_URL_ENV: &str = "CODEX_REFRESH_TOKEN_URL_OVERRIDE";
 /// Overrides the client id, as in Codex.
 pub const CLIENT_ID_ENV: &str = "CODEX_APP_SERVER_LOGIN_CLIENT_ID";
+
+/// The most of an answer that is read: a token response is a few kilobytes. A longer answer is a
+/// transient failure, and nothing beyond this is held in memory.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Error codes that mean the refresh token is dead: never retried with the same token.
 const PERMANENT_CODES: [&str; 4] = [
@@ -100,8 +112,9 @@ impl AuthorityConfig {
     }
 }
 
-/// New tokens from a successful refresh. A missing field keeps its old value.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// New tokens from a `2xx` answer, each read on its own. A missing or malformed field keeps its
+/// old value.
+#[derive(Debug, Clone, Default)]
 pub struct TokenResponse {
     /// A new id token.
     pub id_token: Option<Secret>,
@@ -109,13 +122,31 @@ pub struct TokenResponse {
     pub access_token: Option<Secret>,
     /// A new refresh token; absent means the old one stays valid (RFC 6749 §6).
     pub refresh_token: Option<Secret>,
+    /// The token fields the answer held but that were not usable token strings, treated as
+    /// absent: their names, never their values.
+    pub malformed: Vec<&'static str>,
 }
 
 impl TokenResponse {
+    /// Whether the refresh succeeded: the answer carries a usable access token (RFC 6749 §5.1
+    /// requires one). An answer without one is a failure even when it rotated the refresh
+    /// token, which must still be stored ([`TokenResponse::merge_into`] keeps it).
+    pub fn is_usable(&self) -> bool {
+        self.access_token.is_some()
+    }
+
+    /// Whether storing this answer changes anything: a new token of any kind.
+    pub fn has_tokens(&self) -> bool {
+        self.id_token.is_some() || self.access_token.is_some() || self.refresh_token.is_some()
+    }
+
     /// Merges these new tokens into `base` (the state read inside the lock): new tokens, the
     /// old refresh token when none came back, `last_refresh = now`, a missing `account_id` filled
-    /// from the new id token, and everything else (unknown fields included) unchanged.
+    /// from the new id token, and everything else (unknown fields included) unchanged. Without
+    /// a new access token `last_refresh` stays as it was: the old access token was not
+    /// refreshed, and must not look fresh to the 8-day rule.
     pub fn merge_into(self, base: &AuthDocument, now: SystemTime) -> AuthDocument {
+        let refreshed = self.is_usable();
         let mut document = base.clone();
         if let Some(tokens) = document.tokens.as_mut() {
             if let Some(id_token) = self.id_token {
@@ -131,7 +162,9 @@ impl TokenResponse {
                 tokens.account_id = IdClaims::from_jwt(tokens.id_token.expose()).account_id;
             }
         }
-        document.last_refresh = Some(format_timestamp(now));
+        if refreshed {
+            document.last_refresh = Some(format_timestamp(now));
+        }
         document
     }
 }
@@ -252,10 +285,7 @@ impl TokenClient {
                 RefreshFailure::network(e, retry_safe)
             })?;
         let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| RefreshFailure::network(e, false))?;
+        let bytes = read_bounded(response).await?;
         classify(status, &bytes)
     }
 
@@ -292,6 +322,66 @@ impl TokenClient {
     }
 }
 
+/// The answer's body, at most [`MAX_ANSWER_BYTES`] of it: a longer one is a transient failure,
+/// read no further (the authority may have rotated the token: not retry-safe).
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, RefreshFailure> {
+    let status = response.status().as_u16();
+    let too_long = || {
+        RefreshFailure::transient(
+            format!(
+                "the token endpoint answered HTTP {status} with more than {} KiB",
+                MAX_ANSWER_BYTES / 1024
+            ),
+            false,
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_long());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| RefreshFailure::network(e, false))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Whether `value` can be a token: a non-empty string without whitespace or control characters
+/// (RFC 6750's token characters are a subset; a looser authority is still accepted).
+pub fn is_token_string(value: &str) -> bool {
+    !value.is_empty() && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Reads the token field `name` of a `2xx` answer: `None` when absent or `null`; a malformed
+/// value (not a usable token string) is recorded in `malformed` and treated as absent.
+fn token_field(
+    answer: &serde_json::Map<String, Value>,
+    name: &'static str,
+    malformed: &mut Vec<&'static str>,
+) -> Option<Secret> {
+    match answer.get(name)? {
+        Value::Null => None,
+        Value::String(token) if is_token_string(token) => Some(Secret::new(token.clone())),
+        _ => {
+            tracing::warn!(
+                field = name,
+                "the token endpoint answered a malformed {name}; it is treated as absent"
+            );
+            malformed.push(name);
+            None
+        }
+    }
+}
+
 /// Whether `url` names this machine (`localhost` or a loopback address).
 pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|url| match url.host_str() {
@@ -305,16 +395,25 @@ pub fn is_loopback_url(url: &str) -> bool {
     })
 }
 
-/// Classifies a token endpoint answer (SPEC §3).
+/// Classifies a token endpoint answer (SPEC §3). A `2xx` answer that is a JSON object is read
+/// field by field into a [`TokenResponse`], whether or not it is usable; any other `2xx` body is
+/// a transient failure.
 pub fn classify(status: u16, body: &[u8]) -> Result<TokenResponse, RefreshFailure> {
     if (200..300).contains(&status) {
-        return serde_json::from_slice(body).map_err(|_| {
-            RefreshFailure::transient(
+        let Ok(Value::Object(answer)) = serde_json::from_slice::<Value>(body) else {
+            return Err(RefreshFailure::transient(
                 format!(
                     "the token endpoint answered HTTP {status} with a body that is not a token response"
                 ),
                 false,
-            )
+            ));
+        };
+        let mut malformed = Vec::new();
+        return Ok(TokenResponse {
+            id_token: token_field(&answer, "id_token", &mut malformed),
+            access_token: token_field(&answer, "access_token", &mut malformed),
+            refresh_token: token_field(&answer, "refresh_token", &mut malformed),
+            malformed,
         });
     }
     let code = error_code(body);
@@ -425,6 +524,80 @@ mod tests {
         ));
         let response = classify(200, br#"{"access_token":"a"}"#).unwrap();
         assert!(response.refresh_token.is_none() && response.id_token.is_none());
+    }
+
+    /// Each token field of a `2xx` answer on its own: a usable token string is kept, anything
+    /// else is absent, and the malformed ones are named.
+    #[rstest]
+    #[case::missing(None, false, false)]
+    #[case::null(Some(json!(null)), false, false)]
+    #[case::empty(Some(json!("")), false, true)]
+    #[case::blank(Some(json!("  ")), false, true)]
+    #[case::inner_space(Some(json!("ab cd")), false, true)]
+    #[case::control(Some(json!("ab\u{0}cd")), false, true)]
+    #[case::newline(Some(json!("abcd\n")), false, true)]
+    #[case::number(Some(json!(7)), false, true)]
+    #[case::boolean(Some(json!(true)), false, true)]
+    #[case::array(Some(json!(["t"])), false, true)]
+    #[case::object(Some(json!({"t": "u"})), false, true)]
+    #[case::token(Some(json!("tok.en-_~+/=")), true, false)]
+    #[case::oversized(Some(json!("x".repeat(512 * 1024))), true, false)]
+    fn each_token_field_is_read_on_its_own(
+        #[case] value: Option<Value>,
+        #[case] kept: bool,
+        #[case] named: bool,
+    ) {
+        for field in ["id_token", "access_token", "refresh_token"] {
+            // The other two fields are well-formed, so that each case tests one field.
+            let mut answer = json!({"id_token": "id", "access_token": "at", "refresh_token": "rt"});
+            match &value {
+                Some(value) => answer[field] = value.clone(),
+                None => {
+                    answer.as_object_mut().unwrap().remove(field);
+                }
+            }
+            let response = classify(200, answer.to_string().as_bytes()).unwrap();
+            let slot = match field {
+                "id_token" => &response.id_token,
+                "access_token" => &response.access_token,
+                _ => &response.refresh_token,
+            };
+            assert_eq!(slot.is_some(), kept, "{field}");
+            assert_eq!(
+                response.malformed == [field],
+                named,
+                "{field}: {:?}",
+                response.malformed
+            );
+            assert_eq!(
+                response.is_usable(),
+                field != "access_token" || kept,
+                "{field}"
+            );
+            if let Some(token) = slot {
+                assert_eq!(Some(token.expose()), value.as_ref().and_then(Value::as_str));
+            }
+        }
+    }
+
+    #[test]
+    fn an_unusable_answer_keeps_its_rotation_and_does_not_look_refreshed() {
+        let base = AuthDocument::parse(
+            br#"{"tokens": {"id_token": "id-0", "access_token": "at-0", "refresh_token": "rt-0"},
+                "last_refresh": "2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let response = classify(200, br#"{"access_token": "", "refresh_token": "rt-1"}"#).unwrap();
+        assert!(!response.is_usable() && response.has_tokens());
+        let merged = response.merge_into(&base, SystemTime::now());
+        let tokens = merged.tokens.as_ref().unwrap();
+        assert_eq!(tokens.refresh_token.expose(), "rt-1");
+        assert_eq!(tokens.access_token.expose(), "at-0");
+        assert_eq!(merged.last_refresh.as_deref(), Some("2026-01-01T00:00:00Z"));
+        // A usable one does.
+        let response = classify(200, br#"{"access_token": "at-1"}"#).unwrap();
+        let merged = response.merge_into(&base, SystemTime::now());
+        assert_ne!(merged.last_refresh.as_deref(), Some("2026-01-01T00:00:00Z"));
     }
 
     #[test]

@@ -66,6 +66,53 @@ impl IdClaims {
     }
 }
 
+/// The string form of an id token that a file holds in Codex's parsed form, a claims object
+/// (`{"email", "chatgpt_plan_type", "chatgpt_user_id", "chatgpt_account_id", "raw_jwt"}`, as
+/// some Codex builds and tools have written `tokens.id_token`): its `raw_jwt` when present, else
+/// an unsigned JWT carrying the same claims where a JWT carries them, so that the identity (and
+/// with it guarded adoption) reads the same. `None` when the object is not such a claims
+/// object: a known field of another type than a string (or `null`), or none of them at all.
+pub(crate) fn id_token_from_claims_object(
+    object: &serde_json::Map<String, Value>,
+) -> Option<String> {
+    const FIELDS: [&str; 5] = [
+        "email",
+        "chatgpt_plan_type",
+        "chatgpt_user_id",
+        "chatgpt_account_id",
+        "raw_jwt",
+    ];
+    let field = |name: &str| -> Result<Option<&str>, ()> {
+        match object.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(()),
+        }
+    };
+    let mut present = false;
+    for name in FIELDS {
+        present |= field(name).ok()?.is_some();
+    }
+    if !present {
+        return None;
+    }
+    if let Some(raw) = field("raw_jwt").ok()? {
+        return crate::authority::is_token_string(raw).then(|| raw.to_owned());
+    }
+    let mut auth = serde_json::Map::new();
+    for name in ["chatgpt_account_id", "chatgpt_user_id", "chatgpt_plan_type"] {
+        if let Some(value) = field(name).ok()? {
+            auth.insert(name.to_owned(), Value::from(value));
+        }
+    }
+    let mut claims = serde_json::Map::new();
+    if let Some(email) = field("email").ok()? {
+        claims.insert("email".to_owned(), Value::from(email));
+    }
+    claims.insert(AUTH_CLAIM.to_owned(), Value::Object(auth));
+    Some(unsigned_jwt(&Value::Object(claims)))
+}
+
 /// The access token's expiry (`exp`, seconds since the epoch), when it can be read.
 pub fn access_token_expiry(token: &str) -> Option<SystemTime> {
     let exp = jwt_payload(token)?.get("exp")?.as_f64()?;
@@ -128,6 +175,41 @@ mod tests {
         assert_eq!(claims.user_id.as_deref(), Some("legacy-user"));
         assert_eq!(claims.email.as_deref(), Some("top@example.com"));
         assert_eq!(claims.account_id, None);
+    }
+
+    #[test]
+    fn a_claims_object_id_token_reads_as_the_same_identity() {
+        let object = json!({
+            "email": "a@example.com", "chatgpt_plan_type": "plus",
+            "chatgpt_user_id": "user-1", "chatgpt_account_id": "acct-1"
+        });
+        let token = id_token_from_claims_object(object.as_object().unwrap()).unwrap();
+        let claims = IdClaims::from_jwt(&token);
+        assert_eq!(claims.account_id.as_deref(), Some("acct-1"));
+        assert_eq!(claims.user_id.as_deref(), Some("user-1"));
+        assert_eq!(claims.email.as_deref(), Some("a@example.com"));
+        assert_eq!(claims.plan.as_deref(), Some("plus"));
+        // With its raw JWT, the raw JWT itself.
+        let raw = unsigned_jwt(&json!({"email": "raw@example.com"}));
+        let object = json!({"email": "a@example.com", "raw_jwt": raw});
+        assert_eq!(
+            id_token_from_claims_object(object.as_object().unwrap()),
+            Some(raw)
+        );
+        // Other shapes are not claims objects.
+        for other in [
+            json!({}),
+            json!({"unrelated": "x"}),
+            json!({"email": 7}),
+            json!({"chatgpt_user_id": "u", "raw_jwt": ""}),
+            json!({"chatgpt_user_id": "u", "raw_jwt": ["x"]}),
+        ] {
+            assert_eq!(
+                id_token_from_claims_object(other.as_object().unwrap()),
+                None,
+                "{other}"
+            );
+        }
     }
 
     #[test]

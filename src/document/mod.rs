@@ -110,12 +110,26 @@ impl AuthDocument {
             None => DocumentError::Incomplete("ends inside a UTF-8 character".into()),
             Some(_) => DocumentError::NotUtf8,
         })?;
-        let value: Value = serde_json::from_str(text).map_err(|e| shape_error(&e))?;
+        let mut value: Value = serde_json::from_str(text).map_err(|e| shape_error(&e))?;
         if !value.is_object() {
             return Err(DocumentError::Shape(format!(
                 "expected a JSON object, found {}",
                 json_kind(&value)
             )));
+        }
+        // `tokens.id_token` in Codex's parsed form (a claims object) is read as its string form,
+        // which is what the next write stores.
+        if let Some(id_token) = value
+            .get_mut("tokens")
+            .and_then(|tokens| tokens.get_mut("id_token"))
+            && let Value::Object(object) = id_token
+        {
+            let token = claims::id_token_from_claims_object(object).ok_or_else(|| {
+                DocumentError::Shape(
+                    "tokens.id_token is an object, but not Codex's claims object".into(),
+                )
+            })?;
+            *id_token = Value::String(token);
         }
         let document: AuthDocument = serde_json::from_value(value).map_err(|e| shape_error(&e))?;
         if let Some(stamp) = &document.last_refresh
