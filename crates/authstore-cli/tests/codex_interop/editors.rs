@@ -26,10 +26,19 @@
 //! Each run prints one `editor-race-row` line, which `scripts/editor-race-demo.sh` turns into a
 //! table.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
 
+use authstore_testkit::alice;
+use authstore_testkit::binary::assert_no_token_presented_twice;
+use authstore_testkit::eventually;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{ChildStdin, ChildStdout};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::lab::*;
 
 /// App-servers (editor windows) on the one home.
 const EDITORS: usize = 3;
