@@ -8,8 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use authstore::document::access_token_expiry;
 use authstore_testkit::alice;
-use authstore_testkit::binary::assert_no_token_presented_twice;
+use authstore_testkit::binary::{assert_no_token_presented_twice, stderr};
 use authstore_testkit::eventually;
+use authstore_testkit::process::BOUND;
+use authstore_testkit::token;
 use serde_json::{Value, json};
 use tokio::process::Command;
 

@@ -4,7 +4,8 @@
 
 use authstore::document::format_timestamp;
 use authstore_testkit::alice;
-use authstore_testkit::binary::{assert_no_token_presented_twice, assert_success, stdout};
+use authstore_testkit::binary::{assert_no_token_presented_twice, assert_success, stderr, stdout};
+use authstore_testkit::token;
 use serde_json::{Value, json};
 
 use crate::lab::*;

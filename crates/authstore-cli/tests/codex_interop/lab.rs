@@ -6,6 +6,7 @@
 //! agent` whose events are collected as they come ([`Agent`]).
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,15 +14,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use authstore::document::access_token_expiry;
-use authstore_simulator::{Identity, Simulator, SimulatorConfig};
-use authstore_testkit::binary::{assert_success, bin};
+use authstore_simulator::Identity;
+use authstore_testkit::binary::{Env, assert_success};
+use authstore_testkit::home::Home;
+use authstore_testkit::process::{BOUND, output_bounded};
+use authstore_testkit::{token, with_unknown_fields};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 /// The `client_id` authstore processes send in these tests (Codex sends its own).
 pub const AUTHSTORE_CLIENT_ID: &str = "authstore-interop";
-/// No process in these tests may take longer than this; passing it means a hang.
-pub const BOUND: Duration = Duration::from_secs(60);
 /// Access-token lifetime that is stale at once for Codex and authstore (both refresh when fewer
 /// than 5 minutes are left).
 pub const STALE: Duration = Duration::from_secs(60);
@@ -60,34 +62,30 @@ pub fn isolated_codex_bin() -> PathBuf {
     bin
 }
 
-/// One Codex home, the token authority, and the temp directory around them.
+/// One Codex home beside the token authority (an [`Env`], which runs authstore there), the
+/// Codex binary, and a user home for Codex beside the Codex home. Derefs to its [`Env`]: `sim`,
+/// `home()`, `dir()`, `disk()`.
 pub struct Lab {
-    /// Under the cargo target directory, not /tmp: Codex warns about a home under /tmp.
-    pub dir: tempfile::TempDir,
-    pub sim: Simulator,
+    env: Env,
     codex_bin: PathBuf,
+}
+
+impl Deref for Lab {
+    type Target = Env;
+
+    fn deref(&self) -> &Env {
+        &self.env
+    }
 }
 
 impl Lab {
     pub async fn new() -> Self {
         let codex_bin = isolated_codex_bin();
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        std::fs::create_dir(dir.path().join("codex-home")).unwrap();
-        std::fs::create_dir(dir.path().join("user-home")).unwrap();
-        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
-        Self {
-            dir,
-            sim,
-            codex_bin,
-        }
-    }
-
-    pub fn home(&self) -> PathBuf {
-        self.dir.path().join("codex-home")
-    }
-
-    pub fn auth_path(&self) -> PathBuf {
-        self.home().join("auth.json")
+        // Under the cargo target directory, not /tmp: Codex warns about a home under /tmp.
+        let home = Home::named_in(Path::new(env!("CARGO_TARGET_TMPDIR")), "codex-home");
+        std::fs::create_dir(home.dir().join("user-home")).unwrap();
+        let env = Env::in_home(home).await.with_request_timeout(10);
+        Self { env, codex_bin }
     }
 
     pub fn codex(&self, args: &[&str]) -> Command {
@@ -97,7 +95,7 @@ impl Lab {
             .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path().join("user-home"))
+            .env("HOME", self.dir().join("user-home"))
             .env("CODEX_HOME", self.home())
             .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", self.sim.token_url())
             .stdin(Stdio::null())
@@ -107,21 +105,10 @@ impl Lab {
         command
     }
 
+    /// The [`Env`]'s authstore command, sending [`AUTHSTORE_CLIENT_ID`].
     pub fn authstore(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(bin());
-        command
-            .arg("--codex-home")
-            .arg(self.home())
-            .args(["--lock-timeout", "20", "--request-timeout", "10"])
-            .args(args)
-            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", self.sim.token_url())
-            .env("CODEX_APP_SERVER_LOGIN_CLIENT_ID", AUTHSTORE_CLIENT_ID)
-            .env_remove("CODEX_HOME")
-            .env_remove("AUTHSTORE_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = self.env.command(args);
+        command.env("CODEX_APP_SERVER_LOGIN_CLIENT_ID", AUTHSTORE_CLIENT_ID);
         command
     }
 
@@ -137,27 +124,16 @@ impl Lab {
     /// A new login for `identity` (a new token family) whose tokens live `lifetime`, with
     /// unknown fields, as a document; tokens issued afterwards live an hour.
     pub fn new_login(&self, identity: &Identity, lifetime: Duration) -> Value {
-        self.sim.set_access_token_lifetime(lifetime);
-        let mut document = self.sim.auth_json(identity);
-        self.sim.set_access_token_lifetime(FRESH);
-        document["x_custom"] = json!({"kept": true});
-        document["tokens"]["x_token_extra"] = json!("kept");
-        document
+        with_unknown_fields(self.env.new_login(identity, lifetime))
     }
 
     /// Installs `document` with `authstore login --from`.
     pub async fn authstore_login(&self, document: &Value) {
-        let file = self.dir.path().join("login.json");
-        std::fs::write(&file, serde_json::to_vec_pretty(document).unwrap()).unwrap();
+        let file = self.login_file(document);
         let (output, _) = self
             .run_authstore(&["login", "--from", file.to_str().unwrap()])
             .await;
         assert_success(&output);
-    }
-
-    pub fn disk(&self) -> Value {
-        let bytes = std::fs::read(self.auth_path()).expect("auth.json exists");
-        serde_json::from_slice(&bytes).expect("auth.json parses")
     }
 
     /// Refresh requests so far, by who sent them ("codex" or "authstore").
@@ -184,24 +160,10 @@ pub fn sender(client_id: &Option<String>) -> &'static str {
     }
 }
 
-pub async fn timed(mut command: Command) -> (Output, Duration) {
+pub async fn timed(command: Command) -> (Output, Duration) {
     let started = Instant::now();
-    let output = tokio::time::timeout(BOUND, command.output())
-        .await
-        .expect("the process finished within the bound (a hang otherwise)")
-        .expect("the process started");
+    let output = output_bounded(command).await;
     (output, started.elapsed())
-}
-
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).trim().to_owned()
-}
-
-pub fn token(document: &Value, name: &str) -> String {
-    document["tokens"][name]
-        .as_str()
-        .unwrap_or_else(|| panic!("tokens.{name} is a string"))
-        .to_owned()
 }
 
 pub fn expiry_of(access_token: &str) -> SystemTime {

@@ -12,7 +12,9 @@ use authstore::store::{FileStore, StoreOptions};
 use authstore_testkit::alice;
 use authstore_testkit::binary::{assert_no_token_presented_twice, assert_success, stdout};
 use authstore_testkit::eventually;
+use authstore_testkit::process::BOUND;
 use authstore_testkit::process::wait_output_bounded;
+use authstore_testkit::token;
 use serde_json::json;
 
 use crate::lab::*;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use authstore_testkit::alice;
 use authstore_testkit::binary::{assert_no_token_presented_twice, assert_success, stdout};
+use authstore_testkit::process::BOUND;
+use authstore_testkit::token;
 
 use crate::lab::*;
 
