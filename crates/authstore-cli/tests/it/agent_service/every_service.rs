@@ -48,15 +48,15 @@ fn a_store_password_reaches_no_service_file_and_no_printed_one_only_a_0600_file(
                 let unit = std::fs::read_to_string(sandbox.unit_path()).unwrap();
                 assert!(unit.contains(&format!("EnvironmentFile={}\n", secret_file.display())));
                 // systemd's environment-file syntax is the shell's: a shell reads it back.
-                let shell = Command::new("sh")
-                    .args([
-                        "-c",
-                        "set -a; . \"$1\"; printf %s \"$AUTHSTORE_STORE\"",
-                        "sh",
-                    ])
-                    .arg(secret_file)
-                    .output()
-                    .unwrap();
+                let shell = run_bounded(
+                    Command::new("sh")
+                        .args([
+                            "-c",
+                            "set -a; . \"$1\"; printf %s \"$AUTHSTORE_STORE\"",
+                            "sh",
+                        ])
+                        .arg(secret_file),
+                );
                 String::from_utf8(shell.stdout).unwrap()
             }
             _ => {
@@ -118,9 +118,9 @@ fn launchd_and_task_scheduler_name_each_setting_the_service_will_not_see_and_cop
         };
 
         let before = sandbox.tree();
-        let output = with_settings(sandbox.command(&[&install[..], &["--print"]].concat()))
-            .output()
-            .unwrap();
+        let output = run_bounded(with_settings(
+            sandbox.command(&[&install[..], &["--print"]].concat()),
+        ));
         assert!(output.status.success());
         assert_eq!(sandbox.tree(), before, "{kind}: --print changes nothing");
         warned(&output);
@@ -134,7 +134,7 @@ fn launchd_and_task_scheduler_name_each_setting_the_service_will_not_see_and_cop
             assert!(!printed.contains(text), "{kind} --print: {text}");
         }
 
-        let output = with_settings(sandbox.command(&install)).output().unwrap();
+        let output = run_bounded(with_settings(sandbox.command(&install)));
         assert!(output.status.success());
         warned(&output);
         // No file install wrote holds the settings, as UTF-8 or as UTF-16.
@@ -188,7 +188,7 @@ fn the_service_command_lines_reach_a_store_whose_password_only_the_0600_file_hol
             .env_clear()
             .env("ENV_FILE", env_file.unwrap_or(Path::new("")))
             .env("PATH", "/usr/bin:/bin");
-        let output = command.output().unwrap();
+        let output = run_bounded(command);
         let said = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(3), "not logged in: {said}");
         let status: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -226,11 +226,11 @@ fn the_codex_home_is_made_absolute_at_install_time_whichever_way_it_was_given() 
     let print = ["agent", "install", "--print", "--service", "systemd"];
 
     // Relative to the directory install runs in.
-    let output = sandbox
-        .command(&[&print[..], &["--codex-home", "relative/home"]].concat())
-        .current_dir(sandbox.root.path())
-        .output()
-        .unwrap();
+    let output = run_bounded(
+        sandbox
+            .command(&[&print[..], &["--codex-home", "relative/home"]].concat())
+            .current_dir(sandbox.root.path()),
+    );
     let unit = String::from_utf8(output.stdout).unwrap();
     let expected = sandbox.path("relative/home");
     assert_eq!(codex_home_of(&unit), expected.display().to_string());
@@ -238,11 +238,7 @@ fn the_codex_home_is_made_absolute_at_install_time_whichever_way_it_was_given() 
     // From CODEX_HOME, which the service will not have.
     let from_env = sandbox.path("from-env");
     std::fs::create_dir(&from_env).unwrap();
-    let output = sandbox
-        .command(&print)
-        .env("CODEX_HOME", &from_env)
-        .output()
-        .unwrap();
+    let output = run_bounded(sandbox.command(&print).env("CODEX_HOME", &from_env));
     let unit = String::from_utf8(output.stdout).unwrap();
     assert_eq!(codex_home_of(&unit), from_env.display().to_string());
 }

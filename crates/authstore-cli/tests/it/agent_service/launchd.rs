@@ -124,11 +124,7 @@ fn launchd_reinstall_tries_bootstrap_again_while_launchd_is_still_removing_the_o
 
     // The first bootstrap after the bootout fails; the second loads the new plist.
     let reinstall = ["agent", "install", "--service", "launchd", "--ahead", "900"];
-    let output = sandbox
-        .command(&reinstall)
-        .env("FAIL_BOOTSTRAPS", "1")
-        .output()
-        .unwrap();
+    let output = run_bounded(sandbox.command(&reinstall).env("FAIL_BOOTSTRAPS", "1"));
     let said = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{said}");
     assert_eq!(
@@ -148,11 +144,7 @@ fn launchd_reinstall_tries_bootstrap_again_while_launchd_is_still_removing_the_o
     );
 
     // Failing every time: a bounded number of tries, then launchctl's last error, exit 1.
-    let output = sandbox
-        .command(&reinstall)
-        .env("FAIL_BOOTSTRAPS", "1000")
-        .output()
-        .unwrap();
+    let output = run_bounded(sandbox.command(&reinstall).env("FAIL_BOOTSTRAPS", "1000"));
     let said = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{said}");
     assert!(

@@ -37,6 +37,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use authstore_testkit::binary::bin;
+use authstore_testkit::process::{BOUND, finish_bounded, run_bounded};
 use serde_json::Value;
 
 const UNIT: &str = "authstore-agent.service";
@@ -45,8 +47,10 @@ const LABEL: &str = "dev.authstore.agent";
 const SECRET_URL: &str = "postgres://alice:s3cret-pw\"$x`\\y@db.example.com/auth";
 const PASSWORD: &str = "s3cret-pw";
 
+/// The binary under test (the testkit's: this build's, or `AUTHSTORE_TEST_BINARY`), as the
+/// definitions name it: an absolute path without links.
 fn binary() -> PathBuf {
-    std::fs::canonicalize(env!("CARGO_BIN_EXE_authstore")).unwrap()
+    std::fs::canonicalize(bin()).unwrap()
 }
 
 /// A temporary user: `root/home` is HOME, `root/xdg` XDG_CONFIG_HOME (not created), `root/tools`
@@ -160,7 +164,7 @@ impl Sandbox {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        run_bounded(self.command(args))
     }
 
     /// Runs and expects exit 0; returns stdout.
@@ -222,7 +226,6 @@ fn mode(path: &Path) -> u32 {
 
 /// Runs python3 with `script`, `input` on stdin and `args`; returns its stdout.
 fn python(script: &str, input: &[u8], args: &[&str]) -> String {
-    use std::io::Write;
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -232,8 +235,10 @@ fn python(script: &str, input: &[u8], args: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 (the plist and XML parsers of these tests) is installed");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let output = finish_bounded(child);
     assert!(
         output.status.success(),
         "python3: {}",
@@ -288,9 +293,12 @@ fn systemd_reads(sandbox: &Sandbox, unit: &str) -> (Vec<String>, String) {
         if debug {
             command.env("SYSTEMD_LOG_LEVEL", "debug");
         }
-        command
-            .output()
-            .expect("systemd-analyze (the systemd package) is installed")
+        let child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("systemd-analyze (the systemd package) is installed");
+        finish_bounded(child)
     };
     let checked = verify(false);
     let complaints = String::from_utf8_lossy(&checked.stderr).into_owned();

@@ -26,11 +26,11 @@ fn store_file_reads_the_url_and_names_the_path_when_it_cannot() {
         );
     }
     // The environment variable names the file as well.
-    let output = sandbox
-        .command(&["status"])
-        .env("AUTHSTORE_STORE_FILE", &missing)
-        .output()
-        .unwrap();
+    let output = run_bounded(
+        sandbox
+            .command(&["status"])
+            .env("AUTHSTORE_STORE_FILE", &missing),
+    );
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not exist"));
 
@@ -82,7 +82,7 @@ fn store_file_judges_the_mode_of_the_file_it_read_not_what_the_path_names_afterw
         .spawn()
         .unwrap();
     // Opening a FIFO for writing without blocking fails until the reader has it open.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + BOUND;
     let mut writer = loop {
         match std::fs::OpenOptions::new()
             .write(true)
@@ -109,7 +109,7 @@ fn store_file_judges_the_mode_of_the_file_it_read_not_what_the_path_names_afterw
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::rename(&private, &path).unwrap();
     drop(writer);
-    let output = child.wait_with_output().unwrap();
+    let output = finish_bounded(child);
     let said = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{said}");
     assert!(said.contains("postgres"), "{said}");

@@ -156,7 +156,7 @@ fn without_a_user_manager_install_writes_the_unit_and_says_how_to_enable_it() {
     sandbox.install_tool("systemctl", FAKE_SYSTEMCTL);
     let before = sandbox.tree();
     let mut command = sandbox.command(&["agent", "install", "--service", "systemd"]);
-    let output = command.env("FAKE_MANAGER", "offline").output().unwrap();
+    let output = run_bounded(command.env("FAKE_MANAGER", "offline"));
     assert_eq!(output.status.code(), Some(0));
     let said = String::from_utf8(output.stdout).unwrap();
     assert!(
@@ -171,7 +171,7 @@ fn without_a_user_manager_install_writes_the_unit_and_says_how_to_enable_it() {
     std::fs::create_dir(&wants).unwrap();
     std::os::unix::fs::symlink(format!("../{UNIT}"), wants.join(UNIT)).unwrap();
     let mut command = sandbox.command(&["agent", "uninstall", "--service", "systemd"]);
-    let output = command.env("FAKE_MANAGER", "offline").output().unwrap();
+    let output = run_bounded(command.env("FAKE_MANAGER", "offline"));
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(sandbox.take_calls(), ["systemctl --user is-system-running"]);
     assert_eq!(sandbox.tree(), before);
@@ -237,9 +237,9 @@ fn systemd_carries_the_environments_settings_in_the_0600_file_and_never_in_the_u
     let install = ["agent", "install", "--service", "systemd"];
 
     // --print: the unit names the file, stderr says what install would write there.
-    let output = with_settings(sandbox.command(&[&install[..], &["--print"]].concat()))
-        .output()
-        .unwrap();
+    let output = run_bounded(with_settings(
+        sandbox.command(&[&install[..], &["--print"]].concat()),
+    ));
     assert!(output.status.success());
     assert_eq!(sandbox.tree(), before, "--print changes nothing on disk");
     let printed = String::from_utf8(output.stdout).unwrap();
@@ -258,7 +258,7 @@ fn systemd_carries_the_environments_settings_in_the_0600_file_and_never_in_the_u
     assert!(printed.contains(&format!("EnvironmentFile={}\n", env_file.display())));
     assert!(!printed.contains(PROXY_PASSWORD) && !printed.contains(TOKEN_URL));
 
-    let output = with_settings(sandbox.command(&install)).output().unwrap();
+    let output = run_bounded(with_settings(sandbox.command(&install)));
     let said = String::from_utf8_lossy(&[output.stdout, output.stderr].concat()).into_owned();
     assert!(output.status.success(), "{said}");
     assert!(
@@ -278,26 +278,24 @@ fn systemd_carries_the_environments_settings_in_the_0600_file_and_never_in_the_u
         assert!(complaints.trim().is_empty(), "{complaints}");
     }
     // systemd's environment-file syntax is the shell's: a shell reads the values back.
-    let shell = Command::new("sh")
+    let shell = run_bounded(Command::new("sh")
         .args([
             "-c",
             "set -a; . \"$1\"; printf '%s\\n' \"$HTTPS_PROXY\" \"$CODEX_REFRESH_TOKEN_URL_OVERRIDE\" \"$no_proxy\"",
             "sh",
         ])
         .arg(&env_file)
-        .env_clear()
-        .output()
-        .unwrap();
+        .env_clear());
     assert_eq!(
         String::from_utf8(shell.stdout).unwrap(),
         format!("{PROXY}\n{TOKEN_URL}\nlocalhost,127.0.0.1\n")
     );
 
     // A value no environment file line can hold is left out, with a warning naming it.
-    let output = with_settings(sandbox.command(&install))
-        .env("ALL_PROXY", "http://proxy.example\nINJECTED=1")
-        .output()
-        .unwrap();
+    let output = run_bounded(
+        with_settings(sandbox.command(&install))
+            .env("ALL_PROXY", "http://proxy.example\nINJECTED=1"),
+    );
     assert!(output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(
