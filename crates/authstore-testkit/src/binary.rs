@@ -130,8 +130,7 @@ impl Env {
     }
 
     /// The binary with `args`, on the Codex home `home`, against this authority: its
-    /// environment without `CODEX_HOME` and `AUTHSTORE_LOG`, stdin empty, stdout and stderr
-    /// piped, killed when dropped.
+    /// environment without `CODEX_HOME` and `AUTHSTORE_LOG`, [`captured`].
     pub fn command_in(&self, home: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(bin());
         command
@@ -142,11 +141,8 @@ impl Env {
             .args(args)
             .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", self.sim.token_url())
             .env_remove("CODEX_HOME")
-            .env_remove("AUTHSTORE_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env_remove("AUTHSTORE_LOG");
+        captured(&mut command);
         command
     }
 
@@ -165,6 +161,16 @@ impl Env {
         let exp = authstore::document::access_token_expiry(&access).expect("exp");
         crate::epoch_secs(exp) as i64 - crate::epoch_secs(SystemTime::now()) as i64
     }
+}
+
+/// `command` with stdin empty, stdout and stderr piped, and killed when dropped: how the
+/// processes a test reads are started (the binary's, Codex's).
+pub fn captured(command: &mut Command) -> &mut Command {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
 }
 
 /// Runs `command` (an [`Env::command`]) to completion within [`BOUND`].

@@ -2,6 +2,8 @@
 //! tokens, Codex spends exactly the refresh token authstore wrote, and authstore reads what Codex
 //! writes (its unknown-field losses included) and makes no further call.
 
+use std::time::Duration;
+
 use authstore::document::format_timestamp;
 use authstore_testkit::alice;
 use authstore_testkit::binary::{assert_no_token_presented_twice, assert_success, stderr, stdout};
@@ -10,28 +12,42 @@ use serde_json::{Value, json};
 
 use crate::lab::*;
 
+/// After `authstore AFTER`: `codex login status` succeeds and says Codex is logged in with
+/// ChatGPT, then `codex features list` succeeds and leaves the authority at `calls` refresh
+/// calls in all (`why` otherwise). Returns how long each of the two ran.
+async fn codex_runs_on_authstore_s_tokens(
+    lab: &Lab,
+    after: &str,
+    calls: u64,
+    why: &str,
+) -> (Duration, Duration) {
+    let (status, status_took) = lab.run_codex(&["login", "status"]).await;
+    assert!(
+        status.status.success(),
+        "codex login status after {after}: exit {:?}: {}",
+        status.status.code(),
+        stderr(&status)
+    );
+    assert!(stderr(&status).contains("Logged in using ChatGPT"));
+    let (features, features_took) = lab.run_codex(&["features", "list"]).await;
+    assert_success(&features);
+    assert_eq!(lab.sim.refresh_calls(), calls, "{why}");
+    (status_took, features_took)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn codex_reads_what_authstore_writes_and_makes_no_refresh_call_on_its_fresh_tokens() {
     let lab = Lab::new().await;
     let login = lab.new_login(&alice(), FRESH);
     lab.authstore_login(&login).await;
 
-    let (status, status_took) = lab.run_codex(&["login", "status"]).await;
-    assert!(
-        status.status.success(),
-        "codex login status after authstore login: exit {:?}: {}",
-        status.status.code(),
-        stderr(&status)
-    );
-    assert!(stderr(&status).contains("Logged in using ChatGPT"));
-
-    let (features, fresh_took) = lab.run_codex(&["features", "list"]).await;
-    assert_success(&features);
-    assert_eq!(
-        lab.sim.refresh_calls(),
+    let (status_took, fresh_took) = codex_runs_on_authstore_s_tokens(
+        &lab,
+        "authstore login",
         0,
-        "Codex refreshed authstore's fresh tokens"
-    );
+        "Codex refreshed authstore's fresh tokens",
+    )
+    .await;
 
     let (refresh, _) = lab.run_authstore(&["refresh", "--force"]).await;
     assert_success(&refresh);
@@ -39,21 +55,13 @@ async fn codex_reads_what_authstore_writes_and_makes_no_refresh_call_on_its_fres
     assert_eq!(lab.sim.refresh_calls(), 1);
 
     let written = std::fs::read(lab.auth_path()).unwrap();
-    let (status, _) = lab.run_codex(&["login", "status"]).await;
-    assert!(
-        status.status.success(),
-        "codex login status after authstore refresh --force: exit {:?}: {}",
-        status.status.code(),
-        stderr(&status)
-    );
-    assert!(stderr(&status).contains("Logged in using ChatGPT"));
-    let (features, _) = lab.run_codex(&["features", "list"]).await;
-    assert_success(&features);
-    assert_eq!(
-        lab.sim.refresh_calls(),
+    codex_runs_on_authstore_s_tokens(
+        &lab,
+        "authstore refresh --force",
         1,
-        "Codex refreshed the fresh tokens authstore's refresh wrote"
-    );
+        "Codex refreshed the fresh tokens authstore's refresh wrote",
+    )
+    .await;
     // Codex wrote nothing: authstore's file, unknown fields included, stays byte for byte.
     assert!(
         std::fs::read(lab.auth_path()).unwrap() == written,

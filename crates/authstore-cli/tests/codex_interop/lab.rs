@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use authstore::document::access_token_expiry;
 use authstore_simulator::Identity;
-use authstore_testkit::binary::{Env, assert_success};
+use authstore_testkit::binary::{Env, assert_success, captured};
 use authstore_testkit::home::Home;
 use authstore_testkit::process::{BOUND, output_bounded};
 use authstore_testkit::{token, with_unknown_fields};
@@ -97,11 +97,8 @@ impl Lab {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir().join("user-home"))
             .env("CODEX_HOME", self.home())
-            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", self.sim.token_url())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", self.sim.token_url());
+        captured(&mut command);
         command
     }
 

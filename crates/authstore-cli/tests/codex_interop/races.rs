@@ -118,6 +118,18 @@ async fn mixed_round(
     futures::future::join_all(runs).await
 }
 
+/// One [`mixed_round`] of 3 `codex features list`, 2 `authstore token` and 2 `authstore refresh
+/// --force`, which must finish within the bound (no deadlock), with a [`Sampler`] reading
+/// auth.json meanwhile: the results, and the sampler's reads and failed reads.
+async fn sampled_round(lab: &Lab) -> (Vec<(Who, i32, Duration)>, u64, u64) {
+    let sampler = Sampler::start(&lab.auth_path());
+    let results = tokio::time::timeout(BOUND, mixed_round(lab, 3, 2, 2))
+        .await
+        .expect("a round finished within the bound: no deadlock");
+    let (reads, failures) = sampler.finish();
+    (results, reads, failures)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn neither_deadlocks_the_other_when_codex_and_authstore_processes_run_together() {
     const ROUNDS: usize = 8;
@@ -137,11 +149,7 @@ async fn neither_deadlocks_the_other_when_codex_and_authstore_processes_run_toge
         lab.sim.set_access_token_lifetime(STALE);
         let before = (lab.sim.refresh_calls(), lab.sim.reuse_rejections());
         let events_before = lab.sim.refresh_events().len();
-        let sampler = Sampler::start(&lab.auth_path());
-        let results = tokio::time::timeout(BOUND, mixed_round(&lab, 3, 2, 2))
-            .await
-            .expect("a round finished within the bound: no deadlock");
-        let (r, t) = sampler.finish();
+        let (results, r, t) = sampled_round(&lab).await;
         (reads, torn) = (reads + r, torn + t);
         lab.sim.set_access_token_lifetime(FRESH);
         for (who, code, took) in results {
@@ -198,11 +206,7 @@ async fn neither_deadlocks_the_other_when_codex_and_authstore_processes_run_toge
         let family = lab.sim.family_of(&token(&login, "refresh_token")).unwrap();
         let (refresh, _) = lab.run_authstore(&["refresh"]).await;
         assert_success(&refresh);
-        let sampler = Sampler::start(&lab.auth_path());
-        let results = tokio::time::timeout(BOUND, mixed_round(&lab, 3, 2, 2))
-            .await
-            .expect("a round finished within the bound: no deadlock");
-        let (r, t) = sampler.finish();
+        let (results, r, t) = sampled_round(&lab).await;
         (reads, torn) = (reads + r, torn + t);
         for (who, code, took) in results {
             assert_eq!(code, 0, "a process failed in kept-fresh round {round}");

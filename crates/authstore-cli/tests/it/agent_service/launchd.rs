@@ -4,6 +4,48 @@
 
 use super::*;
 
+/// The names launchctl is given for the agent of a sandbox.
+struct Names {
+    /// The domain of this user's GUI session.
+    domain: String,
+    /// The agent's service in it.
+    service: String,
+    plist: String,
+}
+
+impl Names {
+    /// What install asks launchctl: whether the agent is loaded, to boot it out first when it
+    /// is (`loaded`), to enable it, then `bootstraps` times to bootstrap the plist.
+    fn install_calls(&self, loaded: bool, bootstraps: usize) -> Vec<String> {
+        let Self {
+            domain,
+            service,
+            plist,
+        } = self;
+        let mut calls = vec![format!("launchctl print {service}")];
+        if loaded {
+            calls.push(format!("launchctl bootout {service}"));
+        }
+        calls.push(format!("launchctl enable {service}"));
+        calls.extend((0..bootstraps).map(|_| format!("launchctl bootstrap {domain} {plist}")));
+        calls
+    }
+}
+
+/// A sandbox with the stand-in launchctl, and the names launchctl is given there.
+fn with_launchctl() -> (Sandbox, Names) {
+    let sandbox = Sandbox::new();
+    sandbox.install_tool("launchctl", FAKE_LAUNCHCTL);
+    // SAFETY: getuid(2) cannot fail.
+    let domain = format!("gui/{}", unsafe { libc::getuid() });
+    let names = Names {
+        service: format!("{domain}/{LABEL}"),
+        plist: sandbox.plist_path().display().to_string(),
+        domain,
+    };
+    (sandbox, names)
+}
+
 #[test]
 fn the_launchd_plist_parses_with_the_keys_launchd_reads_and_every_string_escaped() {
     let sandbox = Sandbox::new();
@@ -42,26 +84,19 @@ fn the_launchd_plist_parses_with_the_keys_launchd_reads_and_every_string_escaped
 
 #[test]
 fn launchd_install_bootstraps_the_agent_and_uninstall_boots_it_out_leaving_nothing() {
-    let sandbox = Sandbox::new();
-    sandbox.install_tool("launchctl", FAKE_LAUNCHCTL);
-    // SAFETY: getuid(2) cannot fail.
-    let domain = format!("gui/{}", unsafe { libc::getuid() });
-    let service = format!("{domain}/{LABEL}");
-    let plist = sandbox.plist_path().display().to_string();
+    let (sandbox, names) = with_launchctl();
+    let Names {
+        domain,
+        service,
+        plist,
+    } = &names;
     let before = sandbox.tree();
 
     sandbox.ok(&["agent", "install", "--service", "launchd"]);
-    assert_eq!(
-        sandbox.take_calls(),
-        [
-            format!("launchctl print {service}"),
-            format!("launchctl enable {service}"),
-            format!("launchctl bootstrap {domain} {plist}"),
-        ]
-    );
+    assert_eq!(sandbox.take_calls(), names.install_calls(false, 1));
     assert_eq!(
         std::fs::read(sandbox.path("started")).unwrap(),
-        std::fs::read(&plist).unwrap()
+        std::fs::read(plist).unwrap()
     );
     let status = sandbox.status("launchd");
     assert_eq!(
@@ -72,15 +107,7 @@ fn launchd_install_bootstraps_the_agent_and_uninstall_boots_it_out_leaving_nothi
 
     // Loaded already: booted out first, so that the new plist is the one that runs.
     sandbox.ok(&["agent", "install", "--service", "launchd", "--ahead", "900"]);
-    assert_eq!(
-        sandbox.take_calls(),
-        [
-            format!("launchctl print {service}"),
-            format!("launchctl bootout {service}"),
-            format!("launchctl enable {service}"),
-            format!("launchctl bootstrap {domain} {plist}"),
-        ]
-    );
+    assert_eq!(sandbox.take_calls(), names.install_calls(true, 1));
 
     // A log launchd would have written goes too.
     std::fs::write(sandbox.home().join("Library/Logs/authstore-agent.log"), "x").unwrap();
@@ -113,12 +140,7 @@ fn launchd_install_bootstraps_the_agent_and_uninstall_boots_it_out_leaving_nothi
 
 #[test]
 fn launchd_reinstall_tries_bootstrap_again_while_launchd_is_still_removing_the_old_agent() {
-    let sandbox = Sandbox::new();
-    sandbox.install_tool("launchctl", FAKE_LAUNCHCTL);
-    // SAFETY: getuid(2) cannot fail.
-    let domain = format!("gui/{}", unsafe { libc::getuid() });
-    let service = format!("{domain}/{LABEL}");
-    let plist = sandbox.plist_path().display().to_string();
+    let (sandbox, names) = with_launchctl();
     sandbox.ok(&["agent", "install", "--service", "launchd"]);
     sandbox.take_calls();
 
@@ -127,19 +149,10 @@ fn launchd_reinstall_tries_bootstrap_again_while_launchd_is_still_removing_the_o
     let output = run_bounded(sandbox.command(&reinstall).env("FAIL_BOOTSTRAPS", "1"));
     let said = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{said}");
-    assert_eq!(
-        sandbox.take_calls(),
-        [
-            format!("launchctl print {service}"),
-            format!("launchctl bootout {service}"),
-            format!("launchctl enable {service}"),
-            format!("launchctl bootstrap {domain} {plist}"),
-            format!("launchctl bootstrap {domain} {plist}"),
-        ]
-    );
+    assert_eq!(sandbox.take_calls(), names.install_calls(true, 2));
     assert_eq!(
         std::fs::read(sandbox.path("started")).unwrap(),
-        std::fs::read(&plist).unwrap(),
+        std::fs::read(&names.plist).unwrap(),
         "the new plist is loaded"
     );
 
