@@ -8,6 +8,7 @@ use authstore::authority::AuthorityConfig;
 use authstore::error::{ErrorKind, ReloginReason};
 use authstore::store::StoreOptions;
 use authstore::{AuthManager, ManagerOptions};
+use authstore_testkit::home::Home;
 use authstore_testkit::*;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path};
@@ -15,8 +16,10 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const HOUR: i64 = 3600;
 
+/// A temporary Codex home (the testkit's [`Home`]), a wiremock token endpoint, and a clock the
+/// test moves by hand.
 struct Setup {
-    _dir: tempfile::TempDir,
+    home: Home,
     server: MockServer,
     clock: TestClock,
 }
@@ -24,14 +27,14 @@ struct Setup {
 impl Setup {
     async fn new() -> Self {
         Self {
-            _dir: tempfile::tempdir().unwrap(),
+            home: Home::new(),
             server: MockServer::start().await,
             clock: TestClock::default(),
         }
     }
 
     fn home(&self) -> &Path {
-        self._dir.path()
+        self.home.path()
     }
 
     fn options(&self) -> ManagerOptions {

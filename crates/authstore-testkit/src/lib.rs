@@ -7,15 +7,27 @@
 //! includes: it is compiled once, and the library's tests, the command line's tests and the
 //! benchmarks all use the same fixtures.
 //!
-//! - [`binary`]: [`binary::Env`], a temporary Codex home beside a running
-//!   [`Simulator`](authstore_simulator::Simulator), and the `authstore` binary run in it;
+//! One fixture world: the specialised fixtures of the test targets (the Codex interop suite's
+//! `Lab`, the PostgreSQL machines, the manager scenarios' `Setup`, the service tests' `Sandbox`)
+//! are built from these parts instead of copies of them.
+//!
+//! - this crate's root: fake JWTs and Codex-shaped documents ([`document_json`]), reading and
+//!   writing `auth.json` in any home ([`read_auth`], [`write_auth`], [`token_on_disk`]), a
+//!   clock tests move by hand ([`TestClock`]), and [`eventually`], the one bounded poll;
+//! - [`home`]: [`home::Home`], a temporary Codex home and its `auth.json`;
+//! - [`binary`]: [`binary::Env`], a [`home::Home`] beside a running
+//!   [`Simulator`](authstore_simulator::Simulator), and the `authstore` binary's command line and
+//!   environment in it (on its home or any other: [`binary::Env::command_in`]); the output
+//!   readers and assertions every multi-process test uses;
 //! - [`agent_process`] (Unix): an `authstore agent --json` process, event by event;
-//! - [`process`]: every wait on another process is bounded, and fails the test past its bound;
+//! - [`process`]: every wait on another process is bounded by [`process::BOUND`], and fails the
+//!   test past it;
 //! - [`postgres`] (Unix): a throwaway PostgreSQL cluster on loopback.
 
 #[cfg(unix)]
 pub mod agent_process;
 pub mod binary;
+pub mod home;
 #[cfg(unix)]
 pub mod postgres;
 pub mod process;
@@ -116,10 +128,30 @@ pub fn read_auth(home: &Path) -> Option<Value> {
     Some(serde_json::from_slice(&bytes).expect("auth.json parses"))
 }
 
+/// `tokens.NAME` of the `auth.json` in `home`, if there is one and it holds that token.
+pub fn token_on_disk(home: &Path, name: &str) -> Option<String> {
+    read_auth(home)?["tokens"][name].as_str().map(str::to_owned)
+}
+
 pub fn refresh_token_on_disk(home: &Path) -> Option<String> {
-    read_auth(home)?["tokens"]["refresh_token"]
+    token_on_disk(home, "refresh_token")
+}
+
+/// `tokens.NAME` of `document`, which must be a string. (A failure names the field, never a
+/// token.)
+pub fn token(document: &Value, name: &str) -> String {
+    document["tokens"][name]
         .as_str()
-        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("tokens.{name} is a string"))
+        .to_owned()
+}
+
+/// `document` with the unknown fields authstore must keep: `x_custom` at the top and
+/// `tokens.x_token_extra`.
+pub fn with_unknown_fields(mut document: Value) -> Value {
+    document["x_custom"] = json!({"kept": true});
+    document["tokens"]["x_token_extra"] = json!("kept");
+    document
 }
 
 /// A clock that tests move forward by hand: tokens go stale without sleeping.

@@ -1,20 +1,28 @@
 //! Bounded waits: no test waits on another process without a bound, and a process past its
 //! bound is killed and fails the test (a hang otherwise shows as a suite that never ends).
 
+use std::borrow::BorrowMut;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// No command a test runs may take longer than this.
 pub const BOUND: Duration = Duration::from_secs(60);
 
-/// Runs `command` to completion within [`BOUND`], its output captured.
-pub fn run_bounded(mut command: Command) -> Output {
-    let mut child = command
+/// Runs `command` (a `Command` or a `&mut Command`) to completion within [`BOUND`], stdin
+/// empty, its output captured.
+pub fn run_bounded(mut command: impl BorrowMut<Command>) -> Output {
+    let child = command
+        .borrow_mut()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("command starts");
+    finish_bounded(child)
+}
+
+/// Waits for `child` (its stdout and stderr piped) within [`BOUND`] and collects its output.
+pub fn finish_bounded(mut child: Child) -> Output {
     // Read the pipes on threads so that a chatty child cannot block on a full pipe.
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();

@@ -26,10 +26,21 @@
 //! Each run prints one `editor-race-row` line, which `scripts/editor-race-demo.sh` turns into a
 //! table.
 
-use super::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
 
+use authstore_testkit::alice;
+use authstore_testkit::binary::assert_no_token_presented_twice;
+use authstore_testkit::eventually;
+use authstore_testkit::process::BOUND;
+use authstore_testkit::token;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{ChildStdin, ChildStdout};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::lab::*;
 
 /// App-servers (editor windows) on the one home.
 const EDITORS: usize = 3;
@@ -79,7 +90,7 @@ impl Lab {
              enabled = false\n"
         );
         std::fs::write(self.home().join("config.toml"), config).unwrap();
-        let managed = self.dir.path().join("managed_config.toml");
+        let managed = self.dir().join("managed_config.toml");
         std::fs::write(&managed, "").unwrap();
         managed
     }
@@ -572,7 +583,7 @@ async fn an_editor_app_server_asks_nothing_of_anyone_but_the_local_authority() {
     let managed = lab.configure_for_app_servers();
     let login = lab.new_login(&alice(), STALE);
     lab.authstore_login(&login).await;
-    let trace = lab.dir.path().join("app-server.strace");
+    let trace = lab.dir().join("app-server.strace");
     let strace = find_on_path("strace");
     let command = app_server_command(&lab, &managed);
     let command = match &strace {

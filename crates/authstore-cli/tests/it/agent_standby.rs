@@ -3,7 +3,7 @@
 //! within a second when the first is killed; `status` names the active agent only while it runs.
 //! Real processes of the real binary against the embedded token authority.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use authstore_simulator::Identity;
 use authstore_testkit::agent_process::{Agent, reported_agent_pid, status_json};
@@ -17,14 +17,6 @@ fn log_in(env: &Env) {
         env.home(),
         &env.sim.auth_json(&Identity::new("acct-1", "user-1")),
     );
-}
-
-fn seconds_left(env: &Env) -> i64 {
-    let disk = env.disk();
-    let token = disk["tokens"]["access_token"].as_str().unwrap().to_owned();
-    let exp = authstore::document::access_token_expiry(&token).expect("exp");
-    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    secs(exp) - secs(SystemTime::now())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,9 +64,9 @@ async fn a_killed_agent_is_replaced_by_the_standby_within_a_second_and_the_token
     second.wait_for("refreshed").await;
     assert!(env.sim.successful_refreshes() > refreshes);
     assert!(
-        seconds_left(&env) >= 14,
+        env.seconds_left() >= 14,
         "{} s left after the refresh",
-        seconds_left(&env)
+        env.seconds_left()
     );
     assert_no_token_presented_twice(&env.sim);
 

@@ -12,10 +12,6 @@ use authstore_simulator::Fault;
 use authstore_testkit::alice;
 use authstore_testkit::binary::*;
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// A clear error: the expected exit code, one or two lines naming `path`, never a panic.
 fn assert_clear_error(output: &Output, code: i32, path: &Path) {
     let message = stderr(output);

@@ -7,10 +7,17 @@ use std::time::{Duration, Instant};
 
 use authstore_simulator::{Fault, Identity};
 use authstore_testkit::binary::{Env, assert_success, run_bounded, stdout};
+use authstore_testkit::home::Home;
 use authstore_testkit::postgres::Cluster;
 
+/// Machine 0 logs in; machines 1 to 8 use the login.
+const MACHINES: usize = 9;
+
+/// The authority (an [`Env`], whose own home only holds the login file), one Codex home per
+/// machine, and the shared database's URL.
 struct Machines {
     env: Env,
+    homes: Vec<Home>,
     url: String,
 }
 
@@ -20,21 +27,19 @@ impl Machines {
         let database = cluster.create_database(tag);
         Self {
             env: Env::new().await,
+            homes: (0..MACHINES).map(|_| Home::new()).collect(),
             url: cluster.url(&database),
         }
     }
 
-    fn home(&self, machine: usize) -> PathBuf {
-        let home = self.env.home().join(format!("machine-{machine}"));
-        std::fs::create_dir_all(&home).unwrap();
-        home
+    fn home(&self, machine: usize) -> &Path {
+        self.homes[machine].path()
     }
 
     fn command(&self, machine: usize, args: &[&str]) -> tokio::process::Command {
-        let home = self.home(machine);
-        let mut all = vec!["--store", &self.url, "--codex-home", home.to_str().unwrap()];
+        let mut all = vec!["--store", &self.url];
         all.extend_from_slice(args);
-        let mut command = self.env.command(&all);
+        let mut command = self.env.command_in(self.home(machine), &all);
         command.env_remove("AUTHSTORE_STORE");
         command
     }
@@ -45,26 +50,16 @@ impl Machines {
 
     /// Logs machine 0 in with a login whose access token is already stale.
     async fn login_stale(&self) {
-        self.env
-            .sim
-            .set_access_token_lifetime(Duration::from_secs(60));
-        let document = self.env.sim.auth_json(&Identity::new("acct-1", "user-1"));
-        self.env
-            .sim
-            .set_access_token_lifetime(Duration::from_secs(3600));
-        let file = self.env.home().join("login.json");
-        std::fs::write(&file, document.to_string()).unwrap();
+        let document = self
+            .env
+            .new_login(&Identity::new("acct-1", "user-1"), Duration::from_secs(60));
+        let file = self.env.login_file(&document);
         assert_success(
             &self
                 .run(0, &["login", "--from", file.to_str().unwrap()])
                 .await,
         );
     }
-}
-
-fn local_access_token(home: &Path) -> Option<String> {
-    let disk = authstore_testkit::read_auth(home)?;
-    disk["tokens"]["access_token"].as_str().map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +84,7 @@ async fn machines_sharing_one_database_refresh_once_and_every_mirror_is_updated(
         "every machine got the new token"
     );
     for machine in 1..=8 {
-        let mirrored = local_access_token(&machines.home(machine));
+        let mirrored = authstore_testkit::token_on_disk(machines.home(machine), "access_token");
         assert!(
             mirrored.as_deref() == Some(printed.as_str()),
             "machine {machine}'s auth.json mirrors the new token"
@@ -220,7 +215,7 @@ async fn watch_reports_a_refresh_made_on_another_machine() {
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["event"], "refreshed");
     assert_eq!(event["account_id"], "acct-1");
-    let refreshed = authstore_testkit::read_auth(&machines.home(1)).unwrap();
+    let refreshed = authstore_testkit::read_auth(machines.home(1)).unwrap();
     assert!(
         !line.contains(refreshed["tokens"]["access_token"].as_str().unwrap()),
         "an event carries no token"

@@ -54,9 +54,7 @@ struct BazelResponse {
 /// Installs a login for `identity` whose access token has `lifetime` left; tokens the authority
 /// issues afterwards live an hour. Returns the document.
 fn login_with_lifetime(env: &Env, identity: &Identity, lifetime: Duration) -> Value {
-    env.sim.set_access_token_lifetime(lifetime);
-    let document = env.sim.auth_json(identity);
-    env.sim.set_access_token_lifetime(Duration::from_secs(3600));
+    let document = env.new_login(identity, lifetime);
     authstore_testkit::write_auth(env.home(), &document);
     document
 }
@@ -80,7 +78,7 @@ fn rfc3339(text: &str) -> SystemTime {
 }
 
 fn token_on_disk(env: &Env, field: &str) -> String {
-    env.disk()["tokens"][field].as_str().unwrap().to_owned()
+    authstore_testkit::token(&env.disk(), field)
 }
 
 /// Runs `token` with `args`, expecting success; returns stdout. Also checks that neither the
