@@ -271,6 +271,60 @@ async fn watch_reports_refresh_logout_and_login_made_by_other_processes() {
     watch.start_kill().unwrap();
 }
 
+/// `watch`'s text lines name each event as its `--json` lines, the agent and the Python package
+/// do (`logged_in`, not `logged-in`): one vocabulary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_text_lines_name_events_as_its_json_lines_do() {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let mut watch = env.command(&["watch"]).spawn().unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut notes = BufReader::new(watch.stderr.take().unwrap()).lines();
+    let ready = tokio::time::timeout(BOUND, notes.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ready.is_some_and(|line| line.contains("watching")));
+    let mut next_word = async || -> String {
+        let line = tokio::time::timeout(BOUND, lines.next_line())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("a line");
+        // `TIME EVENT account=... user=... expires=...`
+        line.split(' ').nth(1).expect("an event word").to_owned()
+    };
+    let saved = env.home().join("saved.json");
+    std::fs::copy(env.auth_path(), &saved).unwrap();
+    assert_success(&env.run(&["logout"]).await);
+    assert_eq!(next_word().await, "logged_out");
+    assert_success(&env.run(&["login", "--from", saved.to_str().unwrap()]).await);
+    assert_eq!(next_word().await, "logged_in");
+    assert_success(&env.run(&["refresh", "--force"]).await);
+    assert_eq!(next_word().await, "refreshed");
+    watch.start_kill().unwrap();
+}
+
+/// The library's message names no option of the command line; the command line adds its own
+/// `help:` line (one more line, never more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_is_not_logged_in_says_what_to_type_in_a_help_line() {
+    let env = Env::new().await;
+    let output = env.run(&["token"]).await;
+    assert_eq!(output.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 2, "{said}");
+    assert!(
+        lines[0].starts_with("authstore: not logged in") && !lines[0].contains("--from"),
+        "{said}"
+    );
+    assert!(
+        lines[1].starts_with("help: ") && lines[1].contains("authstore login --from FILE"),
+        "{said}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_never_prints_a_secret_and_warns_about_a_readable_file() {
     let env = Env::new().await;

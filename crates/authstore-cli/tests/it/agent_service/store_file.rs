@@ -116,3 +116,40 @@ fn store_file_judges_the_mode_of_the_file_it_read_not_what_the_path_names_afterw
     assert!(said.contains("readable by other users"), "{said}");
     assert!(!said.contains(PASSWORD), "{said}");
 }
+
+/// One grammar for a store URL, `agent install` included: a store the agent could not open (a
+/// libpq `key=value` string, another database's URL) is refused before anything is written,
+/// exit 2, and the refusal never echoes the URL (it may hold a password); the same URL is
+/// refused by a one-shot command in the same words.
+#[test]
+fn install_refuses_a_store_url_the_agent_could_not_open_and_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let before = sandbox.tree();
+    for url in [
+        "host=db user=alice password=s3cret-pw",
+        "mysql://alice:s3cret-pw@db/auth",
+    ] {
+        for print in [false, true] {
+            let mut args = vec!["agent", "install", "--service", "systemd", "--store", url];
+            if print {
+                args.push("--print");
+            }
+            let output = sandbox.run(&args);
+            let said = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{said}");
+            assert!(said.contains("postgres://"), "{said}");
+            assert!(!said.contains(PASSWORD), "{said}");
+            assert!(output.stdout.is_empty(), "nothing printed for {url:?}");
+        }
+        let output = sandbox.run(&["status", "--store", url]);
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains("--store: the store URL must start with postgres://"),
+            "{said}"
+        );
+        assert!(!said.contains(PASSWORD), "{said}");
+    }
+    assert_eq!(sandbox.tree(), before, "a refused install writes nothing");
+    assert!(sandbox.take_calls().is_empty(), "no service tool was run");
+}
