@@ -5,17 +5,47 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{AuthEvent, AuthManager, AuthSnapshot};
 use crate::authority::{RefreshFailure, TokenResponse};
+use crate::document::AuthDocument;
 use crate::error::{Error, ReloginReason, Result};
 use crate::policy::{Decision, RefreshReason, decide, documents_verdict};
 use crate::secret::Secret;
 use crate::store::Transaction;
 
+/// What the transaction decided inside the lock, before anything was spent.
+enum Decided {
+    /// Newer credentials another process wrote were adopted (and the transaction ended):
+    /// nothing to spend.
+    Adopted(Arc<AuthSnapshot>),
+    /// A refresh token to spend, with the lock still held. Boxed: a document is large, and
+    /// one allocation per refresh costs nothing beside the network call that follows.
+    Spend(Box<Spend>),
+}
+
+/// What [`AuthManager::spend`] needs: the open transaction (the lock), the state the
+/// transaction continues with (the held one, or a different one adopted from the store) and
+/// its refresh token.
+struct Spend {
+    transaction: Box<dyn Transaction>,
+    base: AuthDocument,
+    refresh_token: Secret,
+}
+
 impl AuthManager {
-    /// The refresh transaction (SPEC §6) for the held snapshot `held`.
+    /// The refresh transaction (SPEC §6) for the held snapshot `held`: the in-process
+    /// single-flight, then [`decide_locked`](Self::decide_locked) and, when it says so,
+    /// [`spend`](Self::spend).
+    ///
+    /// Why two functions: up to the decision nothing has been spent, so deciding may end at any
+    /// point (an error, a logout found, another identity, an adoption) by letting the lock go,
+    /// and the store is as it was. Spending may not: once the request is sent the authority may
+    /// have rotated the token, and its successor exists only in this process until it is
+    /// written, so from there to the commit the code is one straight path that keeps the lock.
+    /// The decided value carries the transaction across the seam: nothing can spend a token
+    /// without having decided inside the lock that holds it.
     pub(super) async fn refresh_held(
         &self,
         held: Arc<AuthSnapshot>,
@@ -45,6 +75,22 @@ impl AuthManager {
             return Ok(current);
         }
 
+        match self.decide_locked(&held, reason, now).await? {
+            Decided::Adopted(snapshot) => Ok(snapshot),
+            Decided::Spend(spend) => self.spend(spend, &held, now).await,
+        }
+    }
+
+    /// Steps 1 to 3 of the transaction: takes the lock, re-reads the store and applies
+    /// [`decide`]. A logout found, another identity and a refresh token already rejected for
+    /// good end here as errors, with nothing written and nothing spent; newer credentials that
+    /// need no refresh are adopted. Otherwise the lock is handed on, in [`Decided::Spend`].
+    async fn decide_locked(
+        &self,
+        held: &AuthSnapshot,
+        reason: RefreshReason,
+        now: SystemTime,
+    ) -> Result<Decided> {
         let mut transaction = self.begin().await?;
         // Taken inside the lock: nothing changes the store until this transaction ends, but
         // this process's own writes.
@@ -84,7 +130,7 @@ impl AuthManager {
                 let snapshot = self.install(AuthSnapshot::new(adopted), mark);
                 finish_read_only(transaction).await;
                 self.emit(AuthEvent::Adopted);
-                return Ok(snapshot);
+                return Ok(Decided::Adopted(snapshot));
             }
             (Decision::Refresh { .. }, Some(base)) => base,
         };
@@ -96,6 +142,28 @@ impl AuthManager {
             tracing::debug!("refresh token already rejected for good; not sending it again");
             return Err(self.relogin(reason));
         }
+        Ok(Decided::Spend(Box::new(Spend {
+            transaction,
+            base,
+            refresh_token,
+        })))
+    }
+
+    /// Step 4 of the transaction, still inside the lock: the one token-endpoint call (retried
+    /// only where that is safe), the merge into the state decided on, the atomic write and
+    /// commit; on `refresh_token_reused`, the recovery; a permanent failure remembered so that
+    /// the token is not sent again; a transient one reported with the store untouched.
+    async fn spend(
+        &self,
+        spend: Box<Spend>,
+        held: &AuthSnapshot,
+        now: SystemTime,
+    ) -> Result<Arc<AuthSnapshot>> {
+        let Spend {
+            mut transaction,
+            base,
+            refresh_token,
+        } = *spend;
         // A store that ends an idle transaction (PostgreSQL) must still hold the lock when the
         // answer comes: no retry starts that could outlast it (a second apart, for the write).
         let hold_until = transaction
@@ -132,7 +200,7 @@ impl AuthManager {
                 reason: ReloginReason::Reused,
                 ..
             }) => {
-                self.recover_from_reuse(transaction, &held, &refresh_token)
+                self.recover_from_reuse(transaction, held, &refresh_token)
                     .await
             }
             Err(RefreshFailure::Permanent {
