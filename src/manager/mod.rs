@@ -21,6 +21,7 @@ mod stats;
 mod transaction;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,6 +54,49 @@ pub enum AuthEvent {
     LoggedOut,
     /// Another account or user logged in; their credentials were not adopted.
     IdentityChanged,
+}
+
+/// What a call to [`AuthManager::refresh`] did to obtain the credentials it returned.
+///
+/// It is the outcome of that one call: other tasks sharing the manager do not change it (a
+/// comparison of [`Stats`] before and after the call counts their work too). Non-exhaustive,
+/// so that a later kind of outcome is not a breaking change: a `match` needs a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefreshOutcome {
+    /// The call's transaction spent the refresh token: new tokens came from the token endpoint
+    /// and were stored. Also when the store held newer credentials of the same identity that
+    /// still had to be refreshed (adopted, then refreshed). Counted in [`Stats::refreshed`].
+    Refreshed,
+    /// Newer credentials of the same identity that the call did not obtain itself were adopted
+    /// instead of refreshing: written by another process and found inside the lock
+    /// ([`Stats::adopted`]), or, after the authority answered `refresh_token_reused`, the
+    /// successor another process committed ([`Stats::reuse_recovered`]), or obtained by
+    /// another task of this manager whose transaction this call waited for (the in-process
+    /// single-flight; counted once, as that task's outcome).
+    Adopted,
+    /// No refresh was needed: the credentials were fresh, as cached or as a plain re-read of
+    /// the store found them (including fresh credentials another process wrote meanwhile), and
+    /// no transaction ran.
+    Fresh,
+}
+
+impl RefreshOutcome {
+    /// The outcome in one word: `"refreshed"`, `"adopted"` or `"fresh"`, the first word of what
+    /// `authstore refresh` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshOutcome::Refreshed => "refreshed",
+            RefreshOutcome::Adopted => "adopted",
+            RefreshOutcome::Fresh => "fresh",
+        }
+    }
+}
+
+impl fmt::Display for RefreshOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Cached, self-refreshing credentials over one [`Store`]. Cheap to clone: clones share the
@@ -183,7 +227,8 @@ impl AuthManager {
     }
 
     /// Fresh credentials: the cached ones when fresh and unchanged in the store, else re-read,
-    /// and refreshed through the transaction when stale.
+    /// and refreshed through the transaction when stale. [`AuthManager::refresh`] with `false`,
+    /// without the outcome.
     ///
     /// # Errors
     /// Of kinds [`NotLoggedIn`](crate::ErrorKind::NotLoggedIn),
@@ -193,17 +238,8 @@ impl AuthManager {
     /// [`Transient`](crate::ErrorKind::Transient),
     /// [`StoreUnavailable`](crate::ErrorKind::StoreUnavailable) and I/O errors.
     pub async fn auth(&self) -> Result<Arc<AuthSnapshot>> {
-        let now = self.inner.clock.now();
-        if let Some(snapshot) = self.cached_if_unchanged()
-            && !snapshot.is_stale(now, &self.inner.freshness)
-        {
-            return Ok(snapshot);
-        }
-        let snapshot = self.reload().await?;
-        if !snapshot.is_stale(now, &self.inner.freshness) {
-            return Ok(snapshot);
-        }
-        self.refresh_held(snapshot, RefreshReason::Proactive).await
+        let (snapshot, _) = self.refresh(false).await?;
+        Ok(snapshot)
     }
 
     /// Recovery after a request made with `rejected`'s access token got HTTP 401: adopts
@@ -213,20 +249,52 @@ impl AuthManager {
     /// # Errors
     /// As [`AuthManager::auth`].
     pub async fn unauthorized(&self, rejected: &Arc<AuthSnapshot>) -> Result<Arc<AuthSnapshot>> {
-        self.refresh_held(rejected.clone(), RefreshReason::Unauthorized)
-            .await
+        let (snapshot, _) = self
+            .refresh_held(rejected.clone(), RefreshReason::Unauthorized)
+            .await?;
+        Ok(snapshot)
     }
 
-    /// Obtains new tokens now, whatever their age.
+    /// Obtains new tokens now, whatever their age. [`AuthManager::refresh`] with `true`,
+    /// without the outcome.
     ///
     /// # Errors
     /// As [`AuthManager::auth`].
     pub async fn force_refresh(&self) -> Result<Arc<AuthSnapshot>> {
-        let held = match self.cached_if_unchanged() {
-            Some(snapshot) => snapshot,
-            None => self.reload().await?,
-        };
-        self.refresh_held(held, RefreshReason::Forced).await
+        let (snapshot, _) = self.refresh(true).await?;
+        Ok(snapshot)
+    }
+
+    /// Fresh credentials and what it took to get them: without `force`, what
+    /// [`AuthManager::auth`] does (the refresh transaction runs only when the credentials are
+    /// stale); with `force`, what [`AuthManager::force_refresh`] does (the transaction runs and
+    /// asks for new tokens whatever their age, so the outcome is never
+    /// [`RefreshOutcome::Fresh`]).
+    ///
+    /// The outcome is this call's own, also when other tasks share the manager: use it rather
+    /// than comparing [`AuthManager::stats`] before and after, which counts their work too.
+    ///
+    /// # Errors
+    /// As [`AuthManager::auth`].
+    pub async fn refresh(&self, force: bool) -> Result<(Arc<AuthSnapshot>, RefreshOutcome)> {
+        if force {
+            let held = match self.cached_if_unchanged() {
+                Some(snapshot) => snapshot,
+                None => self.reload().await?,
+            };
+            return self.refresh_held(held, RefreshReason::Forced).await;
+        }
+        let now = self.inner.clock.now();
+        if let Some(snapshot) = self.cached_if_unchanged()
+            && !snapshot.is_stale(now, &self.inner.freshness)
+        {
+            return Ok((snapshot, RefreshOutcome::Fresh));
+        }
+        let snapshot = self.reload().await?;
+        if !snapshot.is_stale(now, &self.inner.freshness) {
+            return Ok((snapshot, RefreshOutcome::Fresh));
+        }
+        self.refresh_held(snapshot, RefreshReason::Proactive).await
     }
 
     /// Installs `document` under the lock, replacing whatever is there (the file store creates

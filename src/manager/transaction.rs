@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{AuthEvent, AuthManager, AuthSnapshot};
+use super::{AuthEvent, AuthManager, AuthSnapshot, RefreshOutcome};
 use crate::authority::{RefreshFailure, TokenResponse};
 use crate::document::AuthDocument;
 use crate::error::{Error, ReloginReason, Result};
@@ -46,11 +46,14 @@ impl AuthManager {
     /// written, so from there to the commit the code is one straight path that keeps the lock.
     /// The decided value carries the transaction across the seam: nothing can spend a token
     /// without having decided inside the lock that holds it.
+    ///
+    /// The outcome is never [`RefreshOutcome::Fresh`]: this is the path taken when the held
+    /// credentials would not do.
     pub(super) async fn refresh_held(
         &self,
         held: Arc<AuthSnapshot>,
         reason: RefreshReason,
-    ) -> Result<Arc<AuthSnapshot>> {
+    ) -> Result<(Arc<AuthSnapshot>, RefreshOutcome)> {
         if held.document.tokens.is_none() {
             return Err(Error::invalid_input(format!(
                 "{} holds an API key, not tokens: there is nothing to refresh",
@@ -72,11 +75,11 @@ impl AuthManager {
                 &self.inner.freshness,
             ) == Decision::Adopt
         {
-            return Ok(current);
+            return Ok((current, RefreshOutcome::Adopted));
         }
 
         match self.decide_locked(&held, reason, now).await? {
-            Decided::Adopted(snapshot) => Ok(snapshot),
+            Decided::Adopted(snapshot) => Ok((snapshot, RefreshOutcome::Adopted)),
             Decided::Spend(spend) => self.spend(spend, &held, now).await,
         }
     }
@@ -158,7 +161,7 @@ impl AuthManager {
         spend: Box<Spend>,
         held: &AuthSnapshot,
         now: SystemTime,
-    ) -> Result<Arc<AuthSnapshot>> {
+    ) -> Result<(Arc<AuthSnapshot>, RefreshOutcome)> {
         let Spend {
             mut transaction,
             base,
@@ -194,14 +197,16 @@ impl AuthManager {
                 );
                 let snapshot = self.install(AuthSnapshot::new(refreshed), mark);
                 self.emit(AuthEvent::Refreshed);
-                Ok(snapshot)
+                Ok((snapshot, RefreshOutcome::Refreshed))
             }
             Err(RefreshFailure::Permanent {
                 reason: ReloginReason::Reused,
                 ..
             }) => {
-                self.recover_from_reuse(transaction, held, &refresh_token)
-                    .await
+                let snapshot = self
+                    .recover_from_reuse(transaction, held, &refresh_token)
+                    .await?;
+                Ok((snapshot, RefreshOutcome::Adopted))
             }
             Err(RefreshFailure::Permanent {
                 reason: relogin,
