@@ -9,6 +9,18 @@
 //! The manager works on any [`Store`] through its interface alone: it never
 //! asks which backend it runs on.
 //!
+//! Stale credentials, a 401 ([`AuthManager::unauthorized`]) or a forced refresh run the refresh
+//! transaction (SPEC §6), one at a time per process (the single-flight: tasks that waited take
+//! its result). It takes the store's lock, re-reads, and decides with
+//! [`policy::decide`](crate::policy::decide): logged out elsewhere, write nothing; another
+//! identity, write nothing and spend nothing; newer credentials of the same identity, adopt them,
+//! with no network call when they will do. Otherwise it spends the refresh token once, merges the
+//! answer into what the store holds, writes atomically and commits before the lock goes. On
+//! `refresh_token_reused` it adopts the successor another process committed (waiting a bounded
+//! while, with the locks released, for one about to commit), else re-login is required; a token
+//! the authority rejected for good is never sent again. [`AuthManager::refresh`] says which of
+//! these a call did ([`RefreshOutcome`]).
+//!
 //! This module is the manager's public surface (the handle, its cache and events); beside it,
 //! `snapshot` holds [`AuthSnapshot`], `options` [`ManagerOptions`], and `transaction` the refresh
 //! transaction itself (SPEC §6: deciding inside the lock, then spending the refresh token at most
