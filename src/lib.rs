@@ -117,4 +117,6 @@ pub use authstore_simulator as simulator;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
-pub use manager::{AuthEvent, AuthManager, AuthSnapshot, ManagerOptions, RequestHeaders};
+pub use manager::{
+    AuthEvent, AuthManager, AuthSnapshot, ManagerOptions, RefreshOutcome, RequestHeaders,
+};

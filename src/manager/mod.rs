@@ -8,172 +8,50 @@
 //!
 //! The manager works on any [`Store`] through its interface alone: it never
 //! asks which backend it runs on.
+//!
+//! Stale credentials, a 401 ([`AuthManager::unauthorized`]) or a forced refresh run the refresh
+//! transaction (SPEC §6), one at a time per process (the single-flight: tasks that waited take
+//! its result). It takes the store's lock, re-reads, and decides with
+//! [`policy::decide`](crate::policy::decide): logged out elsewhere, write nothing; another
+//! identity, write nothing and spend nothing; newer credentials of the same identity, adopt them,
+//! with no network call when they will do. Otherwise it spends the refresh token once, merges the
+//! answer into what the store holds, writes atomically and commits before the lock goes. On
+//! `refresh_token_reused` it adopts the successor another process committed (waiting a bounded
+//! while, with the locks released, for one about to commit), else re-login is required; a token
+//! the authority rejected for good is never sent again. [`AuthManager::refresh`] says which of
+//! these a call did ([`RefreshOutcome`]).
+//!
+//! This module is the manager's public surface (the handle, its cache and events); beside it,
+//! `snapshot` holds [`AuthSnapshot`], `options` [`ManagerOptions`], and `transaction` the refresh
+//! transaction itself (SPEC §6: deciding inside the lock, then spending the refresh token at most
+//! once), with its recovery from `refresh_token_reused`.
 
 mod headers;
+mod options;
+mod snapshot;
 mod stats;
+mod transaction;
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::broadcast;
 
 pub use headers::RequestHeaders;
+pub use options::ManagerOptions;
+pub use snapshot::AuthSnapshot;
 use stats::Counters;
 pub use stats::Stats;
 
-use crate::authority::{AuthorityConfig, RefreshFailure, TokenClient, TokenResponse};
+use crate::authority::TokenClient;
 use crate::clock::Clock;
-use crate::document::{AuthDocument, Freshness, IdClaims, Identity};
+use crate::document::{AuthDocument, Freshness};
 use crate::error::{Error, Location, ReloginReason, Result};
-use crate::policy::{Decision, RefreshReason, decide, documents_verdict};
-use crate::secret::Secret;
-use crate::store::{ChangeFeed, ChangeOptions, FileStore, Mark, Store, StoreOptions, Transaction};
-
-/// Credentials as read at one moment: the document and what its tokens say. Immutable; the
-/// manager hands out `Arc`s of it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuthSnapshot {
-    document: AuthDocument,
-    identity: Identity,
-    expires_at: Option<SystemTime>,
-    /// Parsed once here, so that the staleness check on the hot path parses nothing.
-    last_refresh: Option<SystemTime>,
-}
-
-impl AuthSnapshot {
-    fn new(document: AuthDocument) -> Self {
-        Self {
-            identity: document.identity(),
-            expires_at: document.expires_at(),
-            last_refresh: document.last_refresh_time(),
-            document,
-        }
-    }
-
-    /// The whole document.
-    pub fn document(&self) -> &AuthDocument {
-        &self.document
-    }
-
-    /// The access token to send with requests; `None` for API-key-only auth.
-    pub fn access_token(&self) -> Option<&Secret> {
-        self.document.access_token()
-    }
-
-    /// The API key, for API-key auth.
-    pub fn api_key(&self) -> Option<&Secret> {
-        self.document.openai_api_key.as_ref()
-    }
-
-    /// Account and user id.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
-    }
-
-    /// The account id, when known.
-    pub fn account_id(&self) -> Option<&str> {
-        self.identity.account_id.as_deref()
-    }
-
-    /// When the access token expires, when readable.
-    pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires_at
-    }
-
-    /// The headers to send with a request made with these credentials (`Authorization: Bearer`,
-    /// and `ChatGPT-Account-Id` when the account is known); `None` for API-key-only auth.
-    pub fn request_headers(&self) -> Option<RequestHeaders> {
-        let token = self.access_token()?;
-        Some(RequestHeaders::new(token, self.account_id()))
-    }
-
-    /// The id token's claims (email, plan, ...).
-    pub fn claims(&self) -> IdClaims {
-        self.document.id_claims()
-    }
-
-    fn is_stale(&self, now: SystemTime, freshness: &Freshness) -> bool {
-        self.document.tokens.is_some()
-            && freshness.is_stale(self.expires_at, self.last_refresh, now)
-    }
-}
-
-/// How a manager is set up. Every setter states its default.
-#[derive(Debug, Clone)]
-pub struct ManagerOptions {
-    freshness: Freshness,
-    store: StoreOptions,
-    authority: AuthorityConfig,
-    clock: Clock,
-    watch: bool,
-    reuse_settle: Duration,
-    revalidate: Duration,
-}
-
-impl Default for ManagerOptions {
-    fn default() -> Self {
-        Self {
-            freshness: Freshness::default(),
-            store: StoreOptions::default(),
-            authority: AuthorityConfig::from_env(),
-            clock: Clock::system(),
-            watch: true,
-            reuse_settle: Duration::from_secs(2),
-            revalidate: Duration::from_secs(1),
-        }
-    }
-}
-
-impl ManagerOptions {
-    /// The staleness rule. Default: [`Freshness::default`] (5 minutes before `exp`; 8 days
-    /// after `last_refresh` when `exp` is unknown).
-    pub fn freshness(mut self, freshness: Freshness) -> Self {
-        self.freshness = freshness;
-        self
-    }
-
-    /// Lock deadline, parse retry, unlocked opt-in. Default: [`StoreOptions::default`].
-    pub fn store(mut self, store: StoreOptions) -> Self {
-        self.store = store;
-        self
-    }
-
-    /// The token endpoint. Default: [`AuthorityConfig::from_env`].
-    pub fn authority(mut self, authority: AuthorityConfig) -> Self {
-        self.authority = authority;
-        self
-    }
-
-    /// Where `now` comes from. Default: the system clock.
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Whether to watch the directory for changes (else: one `stat` per call). Default: true.
-    pub fn watch(mut self, watch: bool) -> Self {
-        self.watch = watch;
-        self
-    }
-
-    /// With a shared store (nothing to watch), how long a fresh cached token is trusted before
-    /// the store is asked again for changes made elsewhere. Default: 1 s.
-    pub fn revalidate(mut self, every: Duration) -> Self {
-        self.revalidate = every;
-        self
-    }
-
-    /// After `refresh_token_reused` with an unchanged disk, how long to wait for the process that
-    /// spent the token to commit its successor. Default: 2 s.
-    pub fn reuse_settle(mut self, settle: Duration) -> Self {
-        self.reuse_settle = settle;
-        self
-    }
-}
+use crate::policy::{RefreshReason, documents_verdict};
+use crate::store::{ChangeFeed, ChangeOptions, FileStore, Mark, Store};
 
 /// A change the manager made or saw, for long-running processes that want to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +66,49 @@ pub enum AuthEvent {
     LoggedOut,
     /// Another account or user logged in; their credentials were not adopted.
     IdentityChanged,
+}
+
+/// What a call to [`AuthManager::refresh`] did to obtain the credentials it returned.
+///
+/// It is the outcome of that one call: other tasks sharing the manager do not change it (a
+/// comparison of [`Stats`] before and after the call counts their work too). Non-exhaustive,
+/// so that a later kind of outcome is not a breaking change: a `match` needs a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefreshOutcome {
+    /// The call's transaction spent the refresh token: new tokens came from the token endpoint
+    /// and were stored. Also when the store held newer credentials of the same identity that
+    /// still had to be refreshed (adopted, then refreshed). Counted in [`Stats::refreshed`].
+    Refreshed,
+    /// Newer credentials of the same identity that the call did not obtain itself were adopted
+    /// instead of refreshing: written by another process and found inside the lock
+    /// ([`Stats::adopted`]), or, after the authority answered `refresh_token_reused`, the
+    /// successor another process committed ([`Stats::reuse_recovered`]), or obtained by
+    /// another task of this manager whose transaction this call waited for (the in-process
+    /// single-flight; counted once, as that task's outcome).
+    Adopted,
+    /// No refresh was needed: the credentials were fresh, as cached or as a plain re-read of
+    /// the store found them (including fresh credentials another process wrote meanwhile), and
+    /// no transaction ran.
+    Fresh,
+}
+
+impl RefreshOutcome {
+    /// The outcome in one word: `"refreshed"`, `"adopted"` or `"fresh"`, the first word of what
+    /// `authstore refresh` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshOutcome::Refreshed => "refreshed",
+            RefreshOutcome::Adopted => "adopted",
+            RefreshOutcome::Fresh => "fresh",
+        }
+    }
+}
+
+impl fmt::Display for RefreshOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Cached, self-refreshing credentials over one [`Store`]. Cheap to clone: clones share the
@@ -318,7 +239,8 @@ impl AuthManager {
     }
 
     /// Fresh credentials: the cached ones when fresh and unchanged in the store, else re-read,
-    /// and refreshed through the transaction when stale.
+    /// and refreshed through the transaction when stale. [`AuthManager::refresh`] with `false`,
+    /// without the outcome.
     ///
     /// # Errors
     /// Of kinds [`NotLoggedIn`](crate::ErrorKind::NotLoggedIn),
@@ -328,17 +250,8 @@ impl AuthManager {
     /// [`Transient`](crate::ErrorKind::Transient),
     /// [`StoreUnavailable`](crate::ErrorKind::StoreUnavailable) and I/O errors.
     pub async fn auth(&self) -> Result<Arc<AuthSnapshot>> {
-        let now = self.inner.clock.now();
-        if let Some(snapshot) = self.cached_if_unchanged()
-            && !snapshot.is_stale(now, &self.inner.freshness)
-        {
-            return Ok(snapshot);
-        }
-        let snapshot = self.reload().await?;
-        if !snapshot.is_stale(now, &self.inner.freshness) {
-            return Ok(snapshot);
-        }
-        self.refresh_held(snapshot, RefreshReason::Proactive).await
+        let (snapshot, _) = self.refresh(false).await?;
+        Ok(snapshot)
     }
 
     /// Recovery after a request made with `rejected`'s access token got HTTP 401: adopts
@@ -348,20 +261,52 @@ impl AuthManager {
     /// # Errors
     /// As [`AuthManager::auth`].
     pub async fn unauthorized(&self, rejected: &Arc<AuthSnapshot>) -> Result<Arc<AuthSnapshot>> {
-        self.refresh_held(rejected.clone(), RefreshReason::Unauthorized)
-            .await
+        let (snapshot, _) = self
+            .refresh_held(rejected.clone(), RefreshReason::Unauthorized)
+            .await?;
+        Ok(snapshot)
     }
 
-    /// Obtains new tokens now, whatever their age.
+    /// Obtains new tokens now, whatever their age. [`AuthManager::refresh`] with `true`,
+    /// without the outcome.
     ///
     /// # Errors
     /// As [`AuthManager::auth`].
     pub async fn force_refresh(&self) -> Result<Arc<AuthSnapshot>> {
-        let held = match self.cached_if_unchanged() {
-            Some(snapshot) => snapshot,
-            None => self.reload().await?,
-        };
-        self.refresh_held(held, RefreshReason::Forced).await
+        let (snapshot, _) = self.refresh(true).await?;
+        Ok(snapshot)
+    }
+
+    /// Fresh credentials and what it took to get them: without `force`, what
+    /// [`AuthManager::auth`] does (the refresh transaction runs only when the credentials are
+    /// stale); with `force`, what [`AuthManager::force_refresh`] does (the transaction runs and
+    /// asks for new tokens whatever their age, so the outcome is never
+    /// [`RefreshOutcome::Fresh`]).
+    ///
+    /// The outcome is this call's own, also when other tasks share the manager: use it rather
+    /// than comparing [`AuthManager::stats`] before and after, which counts their work too.
+    ///
+    /// # Errors
+    /// As [`AuthManager::auth`].
+    pub async fn refresh(&self, force: bool) -> Result<(Arc<AuthSnapshot>, RefreshOutcome)> {
+        if force {
+            let held = match self.cached_if_unchanged() {
+                Some(snapshot) => snapshot,
+                None => self.reload().await?,
+            };
+            return self.refresh_held(held, RefreshReason::Forced).await;
+        }
+        let now = self.inner.clock.now();
+        if let Some(snapshot) = self.cached_if_unchanged()
+            && !snapshot.is_stale(now, &self.inner.freshness)
+        {
+            return Ok((snapshot, RefreshOutcome::Fresh));
+        }
+        let snapshot = self.reload().await?;
+        if !snapshot.is_stale(now, &self.inner.freshness) {
+            return Ok((snapshot, RefreshOutcome::Fresh));
+        }
+        self.refresh_held(snapshot, RefreshReason::Proactive).await
     }
 
     /// Installs `document` under the lock, replacing whatever is there (the file store creates
@@ -480,271 +425,6 @@ impl AuthManager {
         Ok(snapshot)
     }
 
-    /// The refresh transaction (SPEC §6) for the held snapshot `held`.
-    async fn refresh_held(
-        &self,
-        held: Arc<AuthSnapshot>,
-        reason: RefreshReason,
-    ) -> Result<Arc<AuthSnapshot>> {
-        if held.document.tokens.is_none() {
-            return Err(Error::invalid_input(format!(
-                "{} holds an API key, not tokens: there is nothing to refresh",
-                self.location()
-            )));
-        }
-        let _flight = self.inner.flight.lock().await;
-        let now = self.inner.clock.now();
-
-        // Another task of this process may have finished the work while this one waited. Its
-        // result is in the cache (possibly marked changed by the feed seeing its own write).
-        if let Some(current) = self.cached_snapshot()
-            && !Arc::ptr_eq(&current, &held)
-            && decide(
-                &held.document,
-                Some(&current.document),
-                reason,
-                now,
-                &self.inner.freshness,
-            ) == Decision::Adopt
-        {
-            return Ok(current);
-        }
-
-        let mut transaction = self.begin().await?;
-        // Taken inside the lock: nothing changes the store until this transaction ends, but
-        // this process's own writes.
-        let mark = self.inner.feed.mark();
-        let disk = transaction.read().await?;
-        let decision = decide(
-            &held.document,
-            disk.as_ref(),
-            reason,
-            now,
-            &self.inner.freshness,
-        );
-        tracing::debug!(?reason, ?decision, "refresh transaction decided");
-        let base = match (decision, disk) {
-            // `decide` answers LoggedOut whenever the store holds no tokens, so the other
-            // decisions always come with a stored state.
-            (Decision::LoggedOut, _) | (_, None) => {
-                drop(transaction);
-                self.clear_cache();
-                self.emit(AuthEvent::LoggedOut);
-                return Err(self.not_logged_in());
-            }
-            (Decision::IdentityChanged(verdict), Some(_)) => {
-                drop(transaction);
-                tracing::info!(?verdict, "another identity is logged in; not adopting it");
-                self.inner
-                    .cache
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .identity_changed = true;
-                self.inner.counters.relogin_required();
-                self.emit(AuthEvent::IdentityChanged);
-                return Err(self.relogin(ReloginReason::IdentityChanged));
-            }
-            (Decision::Adopt, Some(adopted)) => {
-                self.inner.counters.adopted();
-                let snapshot = self.install(AuthSnapshot::new(adopted), mark);
-                finish_read_only(transaction).await;
-                self.emit(AuthEvent::Adopted);
-                return Ok(snapshot);
-            }
-            (Decision::Refresh { .. }, Some(base)) => base,
-        };
-
-        let Some(refresh_token) = base.refresh_token().cloned() else {
-            return Err(self.not_logged_in());
-        };
-        if let Some(reason) = self.known_dead(&refresh_token) {
-            tracing::debug!("refresh token already rejected for good; not sending it again");
-            return Err(self.relogin(reason));
-        }
-        // A store that ends an idle transaction (PostgreSQL) must still hold the lock when the
-        // answer comes: no retry starts that could outlast it (a second apart, for the write).
-        let hold_until = transaction
-            .idle_limit()
-            .map(|limit| Instant::now() + limit.saturating_sub(Duration::from_secs(1)));
-        match self.refresh_with_retry(&refresh_token, hold_until).await {
-            Ok(response) => {
-                // From here until the store holds it, the rotated token exists only in this
-                // process: a crash now loses it (the one window no client can close). Keep it
-                // short: merge, write and commit, nothing else.
-                let received = Instant::now();
-                let refreshed = response.merge_into(&base, now);
-                transaction.write(&refreshed).await?;
-                let mark = self.inner.feed.mark();
-                if let Err(error) = transaction.commit().await {
-                    tracing::error!(
-                        "the authority rotated the refresh token but storing the new one failed: \
-                         this login's lineage may be lost: {}",
-                        error.report()
-                    );
-                    return Err(error);
-                }
-                let window = received.elapsed();
-                self.inner.counters.refreshed();
-                tracing::info!(
-                    commit_window_us = window.as_micros() as u64,
-                    "refreshed the tokens"
-                );
-                let snapshot = self.install(AuthSnapshot::new(refreshed), mark);
-                self.emit(AuthEvent::Refreshed);
-                Ok(snapshot)
-            }
-            Err(RefreshFailure::Permanent {
-                reason: ReloginReason::Reused,
-                ..
-            }) => {
-                self.recover_from_reuse(transaction, &held, &refresh_token)
-                    .await
-            }
-            Err(RefreshFailure::Permanent {
-                reason: relogin,
-                status,
-                code,
-            }) => {
-                drop(transaction);
-                tracing::warn!(status, %code, "the token authority rejected the refresh token");
-                self.remember_dead(&refresh_token, relogin);
-                self.inner.counters.relogin_required();
-                Err(self.relogin(relogin))
-            }
-            Err(RefreshFailure::Transient {
-                reason: why,
-                source,
-                ..
-            }) => {
-                drop(transaction);
-                let error = Error::transient(
-                    self.location(),
-                    why,
-                    source
-                        .map(|source| Box::new(source) as Box<dyn std::error::Error + Send + Sync>),
-                );
-                tracing::warn!("{}", error.report());
-                self.inner.counters.transient_failure();
-                Err(error)
-            }
-        }
-    }
-
-    /// One refresh request, retried (bounded, jittered) only when the failure proves the token
-    /// was not spent: retrying after a timeout could present a token the authority already
-    /// rotated, which is the very reuse this crate exists to prevent.
-    ///
-    /// With `hold_until` (the moment the store would end the transaction), an attempt starts
-    /// only if its delay and a whole request timeout fit before it: an answer that arrived after
-    /// the store released the lock could not be stored, and the rotated token would be lost.
-    async fn refresh_with_retry(
-        &self,
-        refresh_token: &Secret,
-        hold_until: Option<Instant>,
-    ) -> Result<TokenResponse, RefreshFailure> {
-        const RETRY_DELAYS_MS: [u64; 2] = [200, 600];
-        let request_timeout = self.inner.client.config().timeout();
-        let mut attempt = 0;
-        loop {
-            let result = self.inner.client.refresh(refresh_token).await;
-            match &result {
-                Err(RefreshFailure::Transient {
-                    retry_safe: true,
-                    reason,
-                    ..
-                }) if attempt < RETRY_DELAYS_MS.len() => {
-                    let delay = jittered(Duration::from_millis(RETRY_DELAYS_MS[attempt]));
-                    if hold_until
-                        .is_some_and(|until| Instant::now() + delay + request_timeout > until)
-                    {
-                        tracing::info!(
-                            "token refresh failed ({reason}); no time left in the transaction to retry"
-                        );
-                        return result;
-                    }
-                    tracing::info!("token refresh failed ({reason}); retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                _ => return result,
-            }
-        }
-    }
-
-    /// After `refresh_token_reused`: adopt the successor if some process committed it, waiting a
-    /// bounded while (with the locks released) for one that spent the token outside the lock and
-    /// is about to commit.
-    async fn recover_from_reuse(
-        &self,
-        mut transaction: Box<dyn Transaction>,
-        held: &AuthSnapshot,
-        spent: &Secret,
-    ) -> Result<Arc<AuthSnapshot>> {
-        if let Some(snapshot) = self.adopt_successor(&mut transaction, held, spent).await? {
-            finish_read_only(transaction).await;
-            return Ok(snapshot);
-        }
-        drop(transaction);
-        let deadline = Instant::now() + self.inner.reuse_settle;
-        while Instant::now() < deadline {
-            let mark = self.inner.feed.mark();
-            let moved = self
-                .inner
-                .store
-                .read()
-                .await
-                .ok()
-                .flatten()
-                .and_then(|d| d.refresh_token().cloned())
-                .is_some_and(|token| &token != spent);
-            if moved {
-                break;
-            }
-            // Woken by the feed, and polled as well: the watch may be unavailable.
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100));
-            let _ = tokio::time::timeout(wait, self.inner.feed.wait(&mark)).await;
-        }
-        let mut transaction = self.begin().await?;
-        if let Some(snapshot) = self.adopt_successor(&mut transaction, held, spent).await? {
-            finish_read_only(transaction).await;
-            return Ok(snapshot);
-        }
-        drop(transaction);
-        self.remember_dead(spent, ReloginReason::Reused);
-        self.inner.counters.relogin_required();
-        tracing::warn!("the refresh token was already used and no process holds its successor");
-        Err(self.relogin(ReloginReason::Reused))
-    }
-
-    async fn adopt_successor(
-        &self,
-        transaction: &mut Box<dyn Transaction>,
-        held: &AuthSnapshot,
-        spent: &Secret,
-    ) -> Result<Option<Arc<AuthSnapshot>>> {
-        let mark = self.inner.feed.mark();
-        let Some(disk) = transaction.read().await? else {
-            return Ok(None);
-        };
-        let moved_on = disk.refresh_token().is_some_and(|token| token != spent);
-        if moved_on && documents_verdict(&held.document, &disk).is_compatible() {
-            self.inner.counters.reuse_recovered();
-            tracing::info!("refresh token was spent by another process; adopted its successor");
-            let snapshot = self.install(AuthSnapshot::new(disk), mark);
-            self.emit(AuthEvent::Adopted);
-            return Ok(Some(snapshot));
-        }
-        Ok(None)
-    }
-
-    async fn begin(&self) -> Result<Box<dyn Transaction>> {
-        let transaction = self.inner.store.begin().await?;
-        self.inner.counters.transaction(transaction.lock_wait());
-        Ok(transaction)
-    }
-
     fn install(&self, snapshot: AuthSnapshot, mark: Mark) -> Arc<AuthSnapshot> {
         let snapshot = Arc::new(snapshot);
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -776,39 +456,4 @@ impl AuthManager {
     fn relogin(&self, reason: ReloginReason) -> Error {
         Error::relogin(self.location(), reason)
     }
-
-    fn known_dead(&self, token: &Secret) -> Option<ReloginReason> {
-        let dead = self.inner.dead.lock().unwrap_or_else(|e| e.into_inner());
-        dead.get(&fingerprint(token)).copied()
-    }
-
-    fn remember_dead(&self, token: &Secret, reason: ReloginReason) {
-        let mut dead = self.inner.dead.lock().unwrap_or_else(|e| e.into_inner());
-        dead.insert(fingerprint(token), reason);
-    }
-}
-
-/// Ends a transaction that wrote nothing. It is committed rather than dropped so that a
-/// mirroring store copies what it read; a failure changes nothing that was stored.
-async fn finish_read_only(transaction: Box<dyn Transaction>) {
-    if let Err(error) = transaction.commit().await {
-        tracing::debug!(error = %error.report(), "ending a read-only transaction failed");
-    }
-}
-
-/// `base` scaled by a factor in [0.5, 1.5), so that processes failing together do not retry
-/// together.
-fn jittered(base: Duration) -> Duration {
-    let mut hasher = DefaultHasher::new();
-    std::process::id().hash(&mut hasher);
-    Instant::now().hash(&mut hasher);
-    let unit = (hasher.finish() % 1000) as f64 / 1000.0;
-    base.mul_f64(0.5 + unit)
-}
-
-/// A refresh token's in-memory fingerprint: the set of dead tokens never holds the tokens.
-fn fingerprint(token: &Secret) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    token.expose().hash(&mut hasher);
-    hasher.finish()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use authstore::authority::AuthorityConfig;
 use authstore::error::{ErrorKind, ReloginReason};
 use authstore::store::StoreOptions;
-use authstore::{AuthManager, ManagerOptions};
+use authstore::{AuthManager, ManagerOptions, RefreshOutcome};
 use authstore_testkit::home::Home;
 use authstore_testkit::*;
 use serde_json::{Value, json};
@@ -589,4 +589,173 @@ async fn without_a_watch_each_call_costs_at_most_one_stat() {
     let alice2 = document_json(ALICE, 2, setup.clock.now(), HOUR, true);
     write_auth(setup.home(), &alice2);
     assert_eq!(manager.auth().await.unwrap().document(), &parse(&alice2));
+}
+
+#[tokio::test]
+async fn refresh_says_fresh_when_no_refresh_was_needed() {
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 99).await;
+    let login = document_json(ALICE, 1, setup.clock.now(), HOUR, true);
+    write_auth(setup.home(), &login);
+    let manager = setup.manager();
+
+    let (got, outcome) = manager.refresh(false).await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Fresh);
+    assert_eq!(got.document(), &parse(&login));
+    // Fresh credentials another process wrote are read, not adopted by a transaction.
+    let newer = document_json(ALICE, 2, setup.clock.now(), HOUR, true);
+    write_auth(setup.home(), &newer);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            let (got, outcome) = manager.refresh(false).await.unwrap();
+            assert_eq!(outcome, RefreshOutcome::Fresh);
+            got.document() == &parse(&newer)
+        })
+        .await
+    );
+    assert_eq!(setup.requests().await, 0);
+    assert_eq!(manager.stats().transactions, 0);
+}
+
+#[tokio::test]
+async fn refresh_says_refreshed_when_it_spent_the_refresh_token() {
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 2).await;
+    let (manager, _held) = setup.hold_soon_stale(ALICE).await;
+
+    let (got, outcome) = manager.refresh(false).await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Refreshed);
+    assert_eq!(setup.requests().await, 1);
+    assert!(
+        got.document().refresh_token().unwrap().expose() == "rt-user-alice-2",
+        "not the rotated refresh token"
+    );
+    // Fresh now: nothing more to do.
+    let (_, outcome) = manager.refresh(false).await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Fresh);
+    assert_eq!(setup.requests().await, 1);
+}
+
+#[tokio::test]
+async fn a_forced_refresh_of_fresh_credentials_says_refreshed() {
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 2).await;
+    write_auth(
+        setup.home(),
+        &document_json(ALICE, 1, setup.clock.now(), HOUR, true),
+    );
+    let manager = setup.manager();
+
+    let (got, outcome) = manager.refresh(true).await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Refreshed);
+    assert_eq!(setup.requests().await, 1);
+    assert!(
+        got.document().refresh_token().unwrap().expose() == "rt-user-alice-2",
+        "not the rotated refresh token"
+    );
+}
+
+#[tokio::test]
+async fn refresh_says_adopted_when_another_process_committed_newer_tokens_while_it_waited_for_the_lock()
+ {
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 99).await;
+    let (manager, _held) = setup.hold_soon_stale(ALICE).await;
+    // Another writer holds the transaction lock, as a process in the middle of its refresh.
+    let other = authstore::store::FileStore::new(setup.home(), StoreOptions::default());
+    let mut transaction = other.begin().await.unwrap();
+    let reads_before = manager.stats().disk_reads;
+    let task = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.refresh(false).await }
+    });
+    // The manager re-read the stale file (before the lock: the read is done in place) and now
+    // waits for the lock.
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            manager.stats().disk_reads > reads_before
+        })
+        .await
+    );
+    let newer = document_json(ALICE, 2, setup.clock.now(), HOUR, true);
+    transaction.write(&parse(&newer)).await.unwrap();
+    drop(transaction);
+
+    let (got, outcome) = task.await.unwrap().unwrap();
+    assert_eq!(outcome, RefreshOutcome::Adopted);
+    assert_eq!(got.document(), &parse(&newer));
+    assert_eq!(manager.stats().adopted, 1);
+    assert_eq!(setup.requests().await, 0);
+}
+
+#[tokio::test]
+async fn refresh_says_adopted_when_it_recovered_from_reuse_with_the_successor() {
+    let setup = Setup::new().await;
+    let (manager, _held) = setup.hold_soon_stale(ALICE).await;
+    let newer = document_json(ALICE, 2, setup.clock.now(), HOUR, true);
+    Mock::given(method("POST"))
+        .respond_with(WriteThenReused {
+            home: setup.home().to_owned(),
+            newer: newer.clone(),
+        })
+        .mount(&setup.server)
+        .await;
+
+    let (got, outcome) = manager.refresh(false).await.unwrap();
+    assert_eq!(outcome, RefreshOutcome::Adopted);
+    assert_eq!(got.document(), &parse(&newer));
+    assert_eq!(manager.stats().reuse_recovered, 1);
+    assert_eq!(setup.requests().await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_on_one_manager_each_say_what_they_did() {
+    let setup = Setup::new().await;
+    let fresh = document_json(ALICE, 2, setup.clock.now(), HOUR, true);
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_millis(100))
+                .set_body_json(json!({
+                    "id_token": fresh["tokens"]["id_token"],
+                    "access_token": fresh["tokens"]["access_token"],
+                    "refresh_token": fresh["tokens"]["refresh_token"],
+                })),
+        )
+        .mount(&setup.server)
+        .await;
+    let (manager, _held) = setup.hold_soon_stale(ALICE).await;
+
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.refresh(false).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        let (got, outcome) = task.await.unwrap().unwrap();
+        assert!(got.document().refresh_token().unwrap().expose() == "rt-user-alice-2");
+        outcomes.push(outcome);
+    }
+    // One task spent the token; the others waited for it and adopted its result. A comparison
+    // of the manager's counters before and after would have said "refreshed" for all of them.
+    let refreshed = outcomes
+        .iter()
+        .filter(|o| **o == RefreshOutcome::Refreshed)
+        .count();
+    let adopted = outcomes
+        .iter()
+        .filter(|o| **o == RefreshOutcome::Adopted)
+        .count();
+    assert_eq!((refreshed, adopted), (1, 7), "{outcomes:?}");
+    assert_eq!(setup.requests().await, 1);
+    assert_eq!(manager.stats().refreshed, 1);
+}
+
+#[test]
+fn refresh_outcomes_have_the_words_the_front_ends_print() {
+    assert_eq!(RefreshOutcome::Refreshed.as_str(), "refreshed");
+    assert_eq!(RefreshOutcome::Adopted.to_string(), "adopted");
+    assert_eq!(RefreshOutcome::Fresh.as_str(), "fresh");
 }

@@ -117,23 +117,10 @@ impl AuthManager {
     #[pyo3(signature = (force=false))]
     fn refresh(&self, py: Python<'_>, force: bool) -> PyResult<&'static str> {
         let manager = self.manager.clone();
-        let before = manager.stats();
-        self.block(py, async move {
-            if force {
-                manager.force_refresh().await
-            } else {
-                manager.auth().await
-            }
-        })?;
-        let after = self.manager.stats();
-        // The same words as `authstore refresh`.
-        Ok(if after.refreshed > before.refreshed {
-            "refreshed"
-        } else if after.adopted + after.reuse_recovered > before.adopted + before.reuse_recovered {
-            "adopted"
-        } else {
-            "fresh"
-        })
+        let (_, outcome) = self.block(py, async move { manager.refresh(force).await })?;
+        // The same words as `authstore refresh`; this call's own outcome, whatever other
+        // threads sharing the manager do meanwhile.
+        Ok(outcome.as_str())
     }
 
     /// Installs `document` (a dict, or JSON text or bytes) under the lock.

@@ -1,5 +1,6 @@
 //! `authstore refresh [--force]`: runs the refresh transaction and says what happened.
 
+use authstore::RefreshOutcome;
 use authstore::error::Error;
 
 use super::{Cli, exit, when};
@@ -13,19 +14,14 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let manager = cli.manager().await?;
-    let before = manager.stats();
-    let snapshot = if args.force {
-        manager.force_refresh().await?
-    } else {
-        manager.auth().await?
-    };
-    let after = manager.stats();
-    let what = if after.refreshed > before.refreshed {
-        "refreshed: new tokens from the token endpoint"
-    } else if after.adopted + after.reuse_recovered > before.adopted + before.reuse_recovered {
-        "adopted: newer tokens written by another process"
-    } else {
-        "fresh: no refresh needed"
+    // The outcome of this call, from the manager: no comparison of its counters.
+    let (snapshot, outcome) = manager.refresh(args.force).await?;
+    let what = match outcome {
+        RefreshOutcome::Refreshed => "refreshed: new tokens from the token endpoint",
+        RefreshOutcome::Adopted => "adopted: newer tokens written by another process",
+        RefreshOutcome::Fresh => "fresh: no refresh needed",
+        // An outcome a later library adds: its own word.
+        other => other.as_str(),
     };
     println!("{what}, valid until {}", when(snapshot.expires_at()));
     Ok(exit::SUCCESS)

@@ -1,6 +1,11 @@
 //! A PostgreSQL-coordinated credential store: the same transaction as the file store, for
 //! machines (CI runners, dev containers, remote boxes) that share one login.
 //!
+//! The store itself (connecting, the unlocked read, the kept connection) is here; beside it,
+//! `options` holds [`PgOptions`], `transaction` the row-locked [`PgTransaction`] (taking the
+//! lock, reading and writing inside it, ending it), `connection` one bounded connection and its
+//! TLS, `location` the URL and the password-free location, `schema` the versioned schema.
+//!
 //! # Schema
 //!
 //! Created on first use and versioned (see `authstore_schema`), in the connection's default
@@ -71,17 +76,20 @@
 
 mod connection;
 mod location;
+mod options;
 mod schema;
+mod transaction;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use self::connection::{Conn, Failure, Sql, seconds};
+use self::connection::{Conn, Failure, Sql};
+pub use self::options::PgOptions;
+pub use self::transaction::PgTransaction;
 use crate::document::AuthDocument;
 use crate::error::{Error, Location, Result};
 use crate::store::{BoxFuture, ChangeFeed, ChangeOptions, FileStore, PollFeed, Store, Transaction};
@@ -110,98 +118,6 @@ pub fn url_from_env() -> Option<String> {
 /// Whether `url` names a PostgreSQL store (`postgres://` or `postgresql://`).
 pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-/// How the PostgreSQL store connects and waits. Every setter states its default.
-#[derive(Debug, Clone)]
-pub struct PgOptions {
-    lock_timeout: Duration,
-    idle_timeout: Duration,
-    request_timeout: Duration,
-    connect_timeout: Duration,
-    ssl_root_cert: Option<PathBuf>,
-}
-
-impl Default for PgOptions {
-    fn default() -> Self {
-        Self {
-            lock_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(20),
-            connect_timeout: Duration::from_secs(10),
-            ssl_root_cert: None,
-        }
-    }
-}
-
-impl PgOptions {
-    /// How long to wait for the row lock (`SET LOCAL lock_timeout`). Default: 60 s.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// How long a transaction may sit idle before the server ends it and releases the row lock
-    /// (`idle_in_transaction_session_timeout`); must exceed the token request timeout.
-    /// Default: 30 s.
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// The token request timeout of the managers that use this store (see
-    /// [`AuthorityConfig::request_timeout`](crate::authority::AuthorityConfig::request_timeout)):
-    /// the idle timeout must be longer, or the server could end a transaction, and release the
-    /// row lock, while its holder waits for the authority's answer; the rotated token would
-    /// then be lost. Default: 20 s, the authority client's default.
-    pub fn token_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
-        self
-    }
-
-    /// How long to wait for a connection, and for the server's answer to any statement other
-    /// than the row-lock wait. Default: 10 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// A PEM file of the certificates to trust for TLS instead of the system's roots.
-    /// Default: `sslrootcert=` from the URL, else `PGSSLROOTCERT`, else the system's roots.
-    pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ssl_root_cert = Some(path.into());
-        self
-    }
-
-    /// The configured lock timeout.
-    pub fn lock_timeout_value(&self) -> Duration {
-        self.lock_timeout
-    }
-
-    /// The configured idle timeout.
-    pub fn idle_timeout_value(&self) -> Duration {
-        self.idle_timeout
-    }
-
-    /// The rule that keeps a rotated token from being lost: a transaction's holder may sit
-    /// idle in it for as long as a token request takes, so the server must not end it sooner.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming both values when the
-    /// idle timeout is not longer than `request_timeout`.
-    pub(crate) fn check_idle_timeout(&self, request_timeout: Duration) -> Result<()> {
-        if self.idle_timeout > request_timeout {
-            return Ok(());
-        }
-        Err(Error::invalid_input(format!(
-            "the shared store's idle timeout ({}) must be longer than the token request timeout ({}): \
-             the server would end a transaction, and release its lock, while the token request is \
-             still in flight, and a rotated token could be lost; raise the idle timeout or lower the \
-             request timeout",
-            seconds(self.idle_timeout),
-            seconds(request_timeout)
-        )))
-    }
 }
 
 /// A version of the credential row: its generation and `xmin`.
@@ -375,164 +291,6 @@ impl PgStore {
             .map_or(0, |(generation, _)| generation))
     }
 
-    /// Starts a transaction holding the row lock (bounded by the lock timeout).
-    ///
-    /// # Errors
-    /// [`ErrorKind::LockTimeout`](crate::ErrorKind::LockTimeout) naming the holder when the server shows it;
-    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) when the database cannot be reached or fails.
-    pub async fn begin(&self) -> Result<PgTransaction> {
-        let started = Instant::now();
-        let mut row_ensured = false;
-        let mut attempts = 0;
-        let (mut conn, mut pooled) = self.connection().await?;
-        loop {
-            attempts += 1;
-            match self.lock_row(&mut conn).await {
-                Ok(Some((document, generation, lock_wait))) => {
-                    tracing::debug!(location = %self.inner.location, waited = ?lock_wait, "row lock acquired");
-                    return Ok(PgTransaction {
-                        store: self.clone(),
-                        conn: Some(Box::new(conn)),
-                        document,
-                        generation,
-                        lock_wait,
-                        broken: None,
-                    });
-                }
-                Ok(None) if !row_ensured => {
-                    // No row for this key yet: create it in its own committed statement, then
-                    // lock it like any other.
-                    let bound = self.inner.options.connect_timeout;
-                    let ensured = match conn.batch("ROLLBACK", bound).await {
-                        Ok(()) => {
-                            conn.execute(Sql::EnsureRow, &[&self.inner.key], bound)
-                                .await
-                        }
-                        Err(failure) => Err(failure),
-                    };
-                    if let Err(failure) = ensured {
-                        return Err(self.unavailable(failure.reason));
-                    }
-                    row_ensured = true;
-                }
-                Ok(None) => {
-                    return Err(self.unavailable(
-                        "the credential row was deleted while it was being locked".into(),
-                    ));
-                }
-                Err(failure) if failure.is(&SqlState::LOCK_NOT_AVAILABLE) => {
-                    let waited = started.elapsed();
-                    let holder = self.holder(&mut conn).await;
-                    if conn.is_usable() {
-                        self.put_back(conn);
-                    }
-                    tracing::debug!(location = %self.inner.location, ?waited, ?holder, "row lock timeout");
-                    return Err(Error::lock_timeout(
-                        self.location_for_errors(),
-                        waited,
-                        holder,
-                    ));
-                }
-                Err(failure) if failure.lost && pooled && attempts < 3 => {
-                    // The kept connection was closed meanwhile (a server restart): nothing was
-                    // locked, so open a new one and start again.
-                    tracing::debug!(location = %self.inner.location, reason = %failure.reason, "kept connection lost; reconnecting");
-                    (conn, pooled) = self.open().await.map(|conn| (conn, false))?;
-                }
-                Err(failure) => {
-                    if !failure.lost {
-                        let _ = conn
-                            .batch("ROLLBACK", self.inner.options.connect_timeout)
-                            .await;
-                        if conn.is_usable() {
-                            self.put_back(conn);
-                        }
-                    }
-                    return Err(self.unavailable(failure.reason));
-                }
-            }
-        }
-    }
-
-    /// Opens the transaction and locks the row; `None` when the key has no row.
-    async fn lock_row(
-        &self,
-        conn: &mut Conn,
-    ) -> Result<Option<(Option<String>, u64, Duration)>, Failure> {
-        let options = &self.inner.options;
-        let bound = options.connect_timeout;
-        let lock = millis(options.lock_timeout);
-        let idle = millis(options.idle_timeout);
-        let statement = millis(options.lock_timeout + bound);
-        conn.batch(
-            &format!(
-                "BEGIN ISOLATION LEVEL READ COMMITTED; \
-                 SET LOCAL lock_timeout = '{lock}ms'; \
-                 SET LOCAL idle_in_transaction_session_timeout = '{idle}ms'; \
-                 SET LOCAL statement_timeout = '{statement}ms'"
-            ),
-            bound,
-        )
-        .await?;
-        let asked = Instant::now();
-        let row = conn
-            .query_opt(
-                Sql::LockRow,
-                &[&self.inner.key],
-                options.lock_timeout + bound,
-            )
-            .await?;
-        let waited = asked.elapsed();
-        let Some(row) = row else { return Ok(None) };
-        let decoded = row
-            .try_get::<_, Option<String>>(0)
-            .and_then(|document| Ok((document, row.try_get::<_, i64>(1)?)));
-        match decoded {
-            Ok((document, number)) => Ok(Some((document, generation(number), waited))),
-            Err(e) => Err(Failure {
-                code: None,
-                reason: format!("unexpected row: {e}"),
-                lost: true,
-                cause: None,
-            }),
-        }
-    }
-
-    /// Who holds the row lock, as the server shows it, after a lock timeout. Best effort.
-    async fn holder(&self, conn: &mut Conn) -> Option<String> {
-        let bound = self
-            .inner
-            .options
-            .connect_timeout
-            .min(Duration::from_secs(2));
-        conn.batch("ROLLBACK", bound).await.ok()?;
-        let row = conn
-            .query_opt(Sql::Holder, &[&self.inner.key], bound)
-            .await
-            .ok()??;
-        let pid: i32 = row.try_get(0).ok()?;
-        let mut holder = format!("server process {pid}");
-        if let Some(name) = row.try_get::<_, Option<String>>(1).ok().flatten() {
-            let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-            if !name.is_empty() {
-                holder.push_str(&format!(" ({name})"));
-            }
-        }
-        if let Some(address) = row.try_get::<_, Option<String>>(2).ok().flatten() {
-            holder.push_str(&format!(" from {address}"));
-        }
-        if let Some(age) = row.try_get::<_, Option<f64>>(3).ok().flatten()
-            && age.is_finite()
-            && age >= 0.0
-        {
-            holder.push_str(&format!(
-                ", in its transaction for {}",
-                seconds(Duration::from_secs_f64(age))
-            ));
-        }
-        Some(holder)
-    }
-
     /// Runs `sql` (one parameter: the key) outside a transaction, on the kept connection when
     /// there is one, replacing it once when the server closed it meanwhile.
     async fn query_unlocked(&self, sql: Sql) -> Result<Option<tokio_postgres::Row>> {
@@ -615,201 +373,6 @@ impl PgStore {
     }
 }
 
-/// A transaction holding the credential row's lock. Dropping it without [`PgTransaction::commit`]
-/// rolls back.
-pub struct PgTransaction {
-    store: PgStore,
-    /// `None` once committed or rolled back, or after a failure. Boxed: a transaction is moved
-    /// around, a connection is large.
-    conn: Option<Box<Conn>>,
-    /// The row's document as locked, then as written: nobody else can change it meanwhile.
-    document: Option<String>,
-    generation: u64,
-    lock_wait: Duration,
-    /// Why the transaction can no longer commit, once a statement failed.
-    broken: Option<String>,
-}
-
-impl fmt::Debug for PgTransaction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the document: it holds tokens.
-        f.debug_struct("PgTransaction")
-            .field("location", &self.store.inner.location)
-            .field("generation", &self.generation)
-            .field("lock_wait", &self.lock_wait)
-            .field("open", &self.conn.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl PgTransaction {
-    /// Re-reads the row inside the lock. The row cannot change while the lock is held, so this
-    /// is the row as locked, or as this transaction wrote it.
-    ///
-    /// # Errors
-    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable) after a failed statement; [`ErrorKind::InvalidFile`](crate::ErrorKind::InvalidFile) when the
-    /// stored document does not parse (it is left untouched).
-    pub async fn read(&mut self) -> Result<Option<AuthDocument>> {
-        self.check()?;
-        self.store.parse(self.document.as_deref())
-    }
-
-    /// Stores `document` (bumping the generation); durable at commit.
-    ///
-    /// # Errors
-    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
-    pub async fn write(&mut self, document: &AuthDocument) -> Result<()> {
-        let text = String::from_utf8(document.to_json())
-            .map_err(|_| Error::invalid_input("the document is not UTF-8"))?;
-        let store = self.store.clone();
-        let row = self
-            .run(Sql::Write, &[&store.inner.key, &text], "write")
-            .await?;
-        let Some(row) = row else {
-            return Err(self.fail("the credential row is missing".into()));
-        };
-        self.generation = generation(row.try_get::<_, i64>(0).unwrap_or_default());
-        self.document = Some(text);
-        Ok(())
-    }
-
-    /// Marks the credential logged out (the document becomes NULL, the row stays); returns
-    /// whether it held credentials.
-    ///
-    /// # Errors
-    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable).
-    pub async fn remove(&mut self) -> Result<bool> {
-        let store = self.store.clone();
-        let row = self.run(Sql::Remove, &[&store.inner.key], "remove").await?;
-        self.document = None;
-        match row {
-            Some(row) => {
-                self.generation = generation(row.try_get::<_, i64>(0).unwrap_or_default());
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Commits and releases the row lock.
-    ///
-    /// # Errors
-    /// [`ErrorKind::StoreUnavailable`](crate::ErrorKind::StoreUnavailable), saying that the commit failed: after a refresh, that is the
-    /// lineage-loss window (the authority rotated the token, and the new one may be lost).
-    pub async fn commit(mut self) -> Result<()> {
-        if let Some(reason) = &self.broken {
-            return Err(self.store.unavailable(format!(
-                "the commit failed: an earlier statement failed ({reason}); nothing was stored"
-            )));
-        }
-        let Some(conn) = self.conn.take() else {
-            return Err(self
-                .store
-                .unavailable("the commit failed: the transaction has ended".into()));
-        };
-        if let Some(reason) = conn.ended() {
-            // The connection ended before COMMIT was sent: the server rolled back.
-            return Err(self.store.unavailable(format!(
-                "the commit failed: the connection ended before it ({reason}); nothing was stored"
-            )));
-        }
-        match conn
-            .batch("COMMIT", self.store.inner.options.connect_timeout)
-            .await
-        {
-            Ok(()) => {
-                tracing::debug!(location = %self.store.inner.location, generation = self.generation, "committed");
-                self.store.put_back(*conn);
-                Ok(())
-            }
-            Err(failure) if failure.code.is_some() && !failure.lost => Err(self.store.unavailable(
-                format!("the commit failed ({}); nothing was stored", failure.reason),
-            )),
-            Err(failure) => Err(self.store.unavailable(format!(
-                "the commit failed ({}); whether it was stored is unknown",
-                failure.reason
-            ))),
-        }
-    }
-
-    /// Rolls back and releases the row lock (what dropping the transaction does, awaited).
-    pub async fn rollback(mut self) {
-        if let Some(conn) = self.conn.take()
-            && self.broken.is_none()
-            && conn
-                .batch("ROLLBACK", self.store.inner.options.connect_timeout)
-                .await
-                .is_ok()
-        {
-            self.store.put_back(*conn);
-        }
-    }
-
-    /// How long acquiring the row lock took.
-    pub fn lock_wait(&self) -> Duration {
-        self.lock_wait
-    }
-
-    /// The row's generation as locked, or after this transaction's last write.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    fn check(&self) -> Result<()> {
-        match &self.broken {
-            Some(reason) => Err(self
-                .store
-                .unavailable(format!("the transaction failed earlier ({reason})"))),
-            None => Ok(()),
-        }
-    }
-
-    async fn run(
-        &mut self,
-        sql: Sql,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-        what: &str,
-    ) -> Result<Option<tokio_postgres::Row>> {
-        self.check()?;
-        let bound = self.store.inner.options.connect_timeout;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(self.fail("the transaction has ended".into()));
-        };
-        match conn.query_opt(sql, params, bound).await {
-            Ok(row) => Ok(row),
-            Err(failure) => Err(self.fail(format!("could not {what}: {}", failure.reason))),
-        }
-    }
-
-    /// Marks the transaction failed (the server rolls it back) and returns the error.
-    fn fail(&mut self, reason: String) -> Error {
-        self.broken = Some(reason.clone());
-        // Closing the connection ends the transaction on the server at once.
-        self.conn = None;
-        self.store.unavailable(reason)
-    }
-}
-
-impl Drop for PgTransaction {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        // Without a runtime, dropping the connection closes it: the server rolls back.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let store = self.store.clone();
-        runtime.spawn(async move {
-            if conn
-                .batch("ROLLBACK", store.inner.options.connect_timeout)
-                .await
-                .is_ok()
-            {
-                store.put_back(*conn);
-            }
-        });
-    }
-}
-
 impl Store for PgStore {
     fn location(&self) -> Location {
         self.location_for_errors()
@@ -837,32 +400,6 @@ impl Store for PgStore {
     }
 }
 
-impl Transaction for PgTransaction {
-    fn read(&mut self) -> BoxFuture<'_, Result<Option<AuthDocument>>> {
-        Box::pin(PgTransaction::read(self))
-    }
-
-    fn write<'a>(&'a mut self, document: &'a AuthDocument) -> BoxFuture<'a, Result<()>> {
-        Box::pin(PgTransaction::write(self, document))
-    }
-
-    fn remove(&mut self) -> BoxFuture<'_, Result<bool>> {
-        Box::pin(PgTransaction::remove(self))
-    }
-
-    fn commit(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
-        Box::pin(PgTransaction::commit(*self))
-    }
-
-    fn lock_wait(&self) -> Duration {
-        PgTransaction::lock_wait(self)
-    }
-
-    fn idle_limit(&self) -> Option<Duration> {
-        Some(self.store.inner.options.idle_timeout)
-    }
-}
-
 fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES || key.chars().any(char::is_control) {
         return Err(Error::invalid_input(format!(
@@ -870,11 +407,6 @@ fn validate_key(key: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// A timeout for a `SET` statement: whole milliseconds, at least 1 (0 would mean "none").
-fn millis(duration: Duration) -> u128 {
-    duration.as_millis().clamp(1, i32::MAX as u128)
 }
 
 fn generation(number: i64) -> u64 {
@@ -887,10 +419,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
-
 #[cfg(test)]
 mod tests {
+    use super::transaction::millis;
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn keys_are_validated() {

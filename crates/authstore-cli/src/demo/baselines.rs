@@ -16,8 +16,9 @@
 //!
 //! Both are built from the library's pieces, so that the only difference from `coordinated` is
 //! the missing coordination: an **unlocked** [`FileStore`] (its plain read, and its durable
-//! atomic write minus the locks), [`policy::decide`], the library's [`TokenClient`] and
-//! [`TokenResponse::merge_into`](authstore::authority::TokenResponse::merge_into). What they
+//! atomic write minus the locks), [`policy::decide`], the library's [`TokenClient`],
+//! [`TokenResponse::merge_into`](authstore::authority::TokenResponse::merge_into) and an
+//! [`AuthSnapshot`] for the state a session holds. What they
 //! leave out is the point: no transaction lock around read, refresh and write, and (for
 //! `naive`) no re-read at all. When the re-read finds the file logged out or another identity,
 //! `reread` goes on with its own copy as Codex did, writing over it: unsafe on purpose.
@@ -26,6 +27,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use authstore::AuthSnapshot;
 use authstore::authority::{RefreshFailure, TokenClient};
 use authstore::document::{AuthDocument, Freshness};
 use authstore::policy::{self, Decision, RefreshReason};
@@ -48,7 +50,11 @@ pub(crate) struct Baseline {
     file: UnlockedFile,
     client: TokenClient,
     freshness: Freshness,
-    held: Option<Held>,
+    /// The document the session holds, as a library snapshot: its times parsed once, as a real
+    /// session keeps them, so that a request for fresh credentials parses nothing, like
+    /// `coordinated`'s cached snapshot. Parsing the JWT on every request would make the
+    /// baselines' latencies incomparable, not their behaviour different.
+    held: Option<AuthSnapshot>,
     /// Successful refreshes this session made.
     pub(crate) refreshed: u64,
     /// Newer credentials adopted from disk (only [`Kind::Reread`]).
@@ -77,7 +83,7 @@ impl Baseline {
     pub(crate) async fn load(&mut self) -> Result<(), String> {
         match self.file.read().await.map_err(|e| e.to_string())? {
             Some(document) => {
-                self.held = Some(Held::new(document));
+                self.held = Some(AuthSnapshot::new(document));
                 Ok(())
             }
             None => Err(format!(
@@ -106,7 +112,7 @@ impl Baseline {
             .write(&document)
             .await
             .map_err(|e| e.to_string())?;
-        self.held = Some(Held::new(document));
+        self.held = Some(AuthSnapshot::new(document));
         Ok(())
     }
 
@@ -116,7 +122,7 @@ impl Baseline {
             return Err(Failure::Other("not logged in".into()));
         };
         if reason == RefreshReason::Proactive && !held.is_stale(now, &self.freshness) {
-            return Ok(held.expires_at);
+            return Ok(held.expires_at());
         }
         if self.kind == Kind::Reread {
             // The re-read, without the lock that would make it mean anything.
@@ -126,18 +132,18 @@ impl Baseline {
                 .await
                 .map_err(|error| Failure::Other(error.to_string()))?;
             let decision =
-                policy::decide(&held.document, disk.as_ref(), reason, now, &self.freshness);
+                policy::decide(held.document(), disk.as_ref(), reason, now, &self.freshness);
             match (decision, disk) {
                 (Decision::Adopt, Some(disk)) => {
                     self.adopted += 1;
-                    let adopted = Held::new(disk);
-                    let expires_at = adopted.expires_at;
+                    let adopted = AuthSnapshot::new(disk);
+                    let expires_at = adopted.expires_at();
                     self.held = Some(adopted);
                     return Ok(expires_at);
                 }
                 (Decision::Refresh { adopted: true }, Some(disk)) => {
                     self.adopted += 1;
-                    self.held = Some(Held::new(disk));
+                    self.held = Some(AuthSnapshot::new(disk));
                 }
                 // The same credentials; or logged out, or another identity, which the session
                 // ignores: it refreshes its own copy and writes it over the file.
@@ -152,51 +158,25 @@ impl Baseline {
         let Some(held) = &self.held else {
             return Err(Failure::Other("not logged in".into()));
         };
-        let Some(refresh_token) = held.document.refresh_token() else {
+        let Some(refresh_token) = held.document().refresh_token() else {
             return Err(Failure::Other("the document holds no refresh token".into()));
         };
         match self.client.refresh(refresh_token).await {
             Ok(response) => {
-                let refreshed = Held::new(response.merge_into(&held.document, now));
+                let refreshed = AuthSnapshot::new(response.merge_into(held.document(), now));
                 // No lock: whatever another process wrote meanwhile is overwritten.
                 self.file
-                    .write(&refreshed.document)
+                    .write(refreshed.document())
                     .await
                     .map_err(|error| Failure::Other(error.to_string()))?;
                 self.refreshed += 1;
-                let expires_at = refreshed.expires_at;
+                let expires_at = refreshed.expires_at();
                 self.held = Some(refreshed);
                 Ok(expires_at)
             }
             Err(RefreshFailure::Permanent { reason, .. }) => Err(Failure::Permanent(reason)),
             Err(RefreshFailure::Transient { reason, .. }) => Err(Failure::Transient(reason)),
         }
-    }
-}
-
-/// The document a session holds, with its times parsed once, as a real session keeps them: a
-/// request for fresh credentials then parses nothing, like `coordinated`'s cached snapshot
-/// (the library's `AuthSnapshot`, which only the library builds). Parsing the JWT on every
-/// request would make the baselines' latencies incomparable, not their behaviour different.
-struct Held {
-    document: AuthDocument,
-    expires_at: Option<SystemTime>,
-    last_refresh: Option<SystemTime>,
-}
-
-impl Held {
-    fn new(document: AuthDocument) -> Self {
-        Self {
-            expires_at: document.expires_at(),
-            last_refresh: document.last_refresh_time(),
-            document,
-        }
-    }
-
-    /// [`AuthDocument::is_stale`], on the parsed times.
-    fn is_stale(&self, now: SystemTime, freshness: &Freshness) -> bool {
-        self.document.tokens.is_some()
-            && freshness.is_stale(self.expires_at, self.last_refresh, now)
     }
 }
 
