@@ -173,6 +173,36 @@ impl AuthManager {
             .idle_limit()
             .map(|limit| Instant::now() + limit.saturating_sub(Duration::from_secs(1)));
         match self.refresh_with_retry(&refresh_token, hold_until).await {
+            Ok(response) if !response.is_usable() => {
+                // A 2xx without a usable access token: the refresh failed, but what the answer
+                // did rotate (a new refresh token, a new id token) is stored all the same, in
+                // this transaction: the authority has already spent the old refresh token.
+                if response.has_tokens() {
+                    let stored = response.merge_into(&base, now);
+                    transaction.write(&stored).await?;
+                    let mark = self.inner.feed.mark();
+                    if let Err(error) = transaction.commit().await {
+                        tracing::error!(
+                            "the authority rotated the refresh token but storing the new one \
+                             failed: this login's lineage may be lost: {}",
+                            error.report()
+                        );
+                        return Err(error);
+                    }
+                    self.install(AuthSnapshot::new(stored), mark);
+                } else {
+                    drop(transaction);
+                }
+                self.inner.counters.transient_failure();
+                let error = Error::transient(
+                    self.location(),
+                    "the token endpoint answered without a usable access token",
+                    None,
+                );
+                // The caller reports it: logged here only for -v, so that it is said once.
+                tracing::debug!("{}", error.report());
+                Err(error)
+            }
             Ok(response) => {
                 // From here until the store holds it, the rotated token exists only in this
                 // process: a crash now loses it (the one window no client can close). Keep it
@@ -214,7 +244,8 @@ impl AuthManager {
                 code,
             }) => {
                 drop(transaction);
-                tracing::warn!(status, %code, "the token authority rejected the refresh token");
+                // The caller reports the error; the status and code are for -v.
+                tracing::info!(status, %code, "the token authority rejected the refresh token");
                 self.remember_dead(&refresh_token, relogin);
                 self.inner.counters.relogin_required();
                 Err(self.relogin(relogin))
@@ -231,7 +262,8 @@ impl AuthManager {
                     source
                         .map(|source| Box::new(source) as Box<dyn std::error::Error + Send + Sync>),
                 );
-                tracing::warn!("{}", error.report());
+                // The caller reports it: logged here only for -v, so that it is said once.
+                tracing::debug!("{}", error.report());
                 self.inner.counters.transient_failure();
                 Err(error)
             }

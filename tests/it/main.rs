@@ -3,6 +3,7 @@
 //! The multi-process tests re-execute this test executable as their workers, naming the worker
 //! test by its full path (`store_processes::worker_entry`).
 
+mod answers;
 mod document_properties;
 mod manager_scenarios;
 mod postgres_store;

@@ -50,6 +50,16 @@ pub enum Fault {
     Garbage,
     /// Never answer; the connection stays open until the simulator stops.
     Hang,
+    /// Perform the refresh (spending the presented token and rotating the family), then answer
+    /// its `200` with `fields` replaced (`None`: removed) and, when `pad` is not zero, a field
+    /// `x_pad` of `pad` bytes: a malformed or oversized answer that still carries the rotation.
+    /// A refused refresh is answered as usual.
+    Rewrite {
+        /// Top-level fields of the answer to set (`Some`) or remove (`None`).
+        fields: Vec<(String, Option<Value>)>,
+        /// The size of the added `x_pad` string.
+        pad: usize,
+    },
     /// Apply `fault` to the next `count` refresh requests, then revert to
     /// [`Fault::None`]. A nested `FailNext` applies its own inner fault.
     FailNext {
@@ -404,9 +414,34 @@ async fn token(shared: &Shared, body: &[u8]) -> Reply {
             return Reply::Reset;
         }
         Fault::Garbage => return Reply::Send(Response::text(200, "text/html", "<html>not json")),
+        Fault::Rewrite { fields, pad } => {
+            return match refresh(shared, &event.refresh_token) {
+                Reply::Send(response) if response.status == 200 => {
+                    Reply::Send(rewritten(&response, &fields, pad))
+                }
+                other => other,
+            };
+        }
         Fault::Hang => return Reply::Hang,
     }
     refresh(shared, &event.refresh_token)
+}
+
+/// `response`'s JSON body with `fields` set or removed and `pad` bytes added ([`Fault::Rewrite`]).
+fn rewritten(response: &Response, fields: &[(String, Option<Value>)], pad: usize) -> Response {
+    let mut body: Value = serde_json::from_slice(&response.body).unwrap_or_else(|_| json!({}));
+    if let Some(object) = body.as_object_mut() {
+        for (name, value) in fields {
+            match value {
+                Some(value) => object.insert(name.clone(), value.clone()),
+                None => object.remove(name),
+            };
+        }
+        if pad > 0 {
+            object.insert("x_pad".into(), Value::String("x".repeat(pad)));
+        }
+    }
+    Response::json(response.status, &body)
 }
 
 /// Lets the authority decide, counts the outcome and builds the answer.

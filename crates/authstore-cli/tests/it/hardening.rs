@@ -300,6 +300,159 @@ async fn a_misbehaving_authority_gives_exit_5_within_the_timeout_and_releases_th
     assert_eq!(env.sim.reuse_rejections(), 0);
 }
 
+/// Answers that carry a rotation beside something malformed: the rotated refresh token is
+/// stored, no empty or malformed token is written or printed, an answer without a usable
+/// access token is exit 5 said once, and the next command refreshes with the stored rotation
+/// (no reuse, so the login survives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_answers_never_cost_a_rotation_nor_hand_out_an_unusable_token() {
+    use serde_json::{Value, json};
+    let env = Env::new().await;
+    let set = |field: &str, value: Option<Value>| Fault::Rewrite {
+        fields: vec![(field.to_owned(), value)],
+        pad: 0,
+    };
+    let cases = [
+        (
+            "an empty access token",
+            set("access_token", Some(json!(""))),
+            5,
+        ),
+        (
+            "a blank access token",
+            set("access_token", Some(json!("  "))),
+            5,
+        ),
+        ("no access token", set("access_token", None), 5),
+        (
+            "a number for the access token",
+            set("access_token", Some(json!(7))),
+            5,
+        ),
+        (
+            "an object for the id token",
+            set("id_token", Some(json!({"email": "x"}))),
+            0,
+        ),
+        (
+            "an array for the id token",
+            set("id_token", Some(json!(["x"]))),
+            0,
+        ),
+    ];
+    for (name, fault, code) in cases {
+        env.login_stale(&alice());
+        let before = env.disk();
+        env.sim.set_fault(Fault::next(1, fault));
+        let output = env.run(&["token"]).await;
+        let said = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{name}: {said}");
+        let disk = env.disk();
+        for field in ["id_token", "access_token", "refresh_token"] {
+            let token = disk["tokens"][field].as_str().unwrap_or_default();
+            assert!(
+                !token.is_empty() && !token.contains(char::is_whitespace),
+                "{name}: tokens.{field} is not a token"
+            );
+        }
+        assert_ne!(
+            disk["tokens"]["refresh_token"], before["tokens"]["refresh_token"],
+            "{name}: the rotated refresh token was stored"
+        );
+        if code == 5 {
+            assert!(output.stdout.is_empty(), "{name}: something was printed");
+            assert_eq!(
+                said.matches("without a usable access token").count(),
+                1,
+                "{name}, said once: {said}"
+            );
+            assert_eq!(
+                disk["tokens"]["access_token"],
+                before["tokens"]["access_token"]
+            );
+        } else {
+            assert_eq!(
+                stdout(&output),
+                disk["tokens"]["access_token"].as_str().unwrap()
+            );
+            assert!(said.contains("malformed id_token"), "{name}: {said}");
+        }
+        // The next command spends the stored rotation: no reuse.
+        let output = env.run(&["token"]).await;
+        assert_success(&output);
+        assert_eq!(env.sim.reuse_rejections(), 0, "{name}");
+    }
+    assert_no_token_presented_twice(&env.sim);
+}
+
+/// A 64 MiB answer: read no further than 1 MiB (exit 5), and the process stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_answer_is_refused_and_memory_stays_bounded() {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let before = std::fs::read(env.auth_path()).unwrap();
+    env.sim.set_fault(Fault::next(
+        1,
+        Fault::Rewrite {
+            fields: Vec::new(),
+            pad: 64 * 1024 * 1024,
+        },
+    ));
+    let mut command = std::process::Command::new(bin());
+    command
+        .arg("--codex-home")
+        .arg(env.home())
+        .args(["--request-timeout", "20", "token"])
+        .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", env.sim.token_url())
+        .env_remove("CODEX_HOME")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped below by wait4, which also gives its peak resident size"
+    )]
+    let pid = command.spawn().unwrap().id() as libc::pid_t;
+    // Reaped here with wait4, for its peak resident size; a watchdog kills a hang (and stops
+    // looking once the child is reaped, so that it never signals a reused pid).
+    let reaped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = std::thread::spawn({
+        let reaped = reaped.clone();
+        move || {
+            let deadline = Instant::now() + BOUND;
+            while Instant::now() < deadline {
+                if reaped.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // SAFETY: kill(2) of our own child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let (status, peak_kib) = tokio::task::spawn_blocking(move || {
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child, writing into the two locals.
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        reaped.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(waited, pid);
+        (status, usage.ru_maxrss)
+    })
+    .await
+    .unwrap();
+    watchdog.join().unwrap();
+    eprintln!("figures: peak resident size {peak_kib} KiB on a 64 MiB answer");
+    assert!(libc::WIFEXITED(status), "the command was killed");
+    assert_eq!(libc::WEXITSTATUS(status), 5);
+    assert!(peak_kib < 48 * 1024, "peak resident size {peak_kib} KiB");
+    assert!(
+        std::fs::read(env.auth_path()).unwrap() == before,
+        "the file changed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_are_private_and_symlinks_stay_links() {
     let env = Env::new().await;

@@ -434,6 +434,41 @@ async fn garbage_fault_answers_an_unparseable_200() {
 }
 
 #[tokio::test]
+async fn rewrite_fault_rotates_then_answers_the_rewritten_200() {
+    let sim = start_default().await;
+    let login = sim.issue_login(&identity());
+    sim.set_fault(Fault::next(
+        1,
+        Fault::Rewrite {
+            fields: vec![
+                ("access_token".into(), Some(json!(""))),
+                ("id_token".into(), None),
+            ],
+            pad: 1000,
+        },
+    ));
+    let (status, body) = refresh(&sim, &login.refresh_token).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["access_token"], "");
+    assert!(body.get("id_token").is_none());
+    assert_eq!(body["x_pad"].as_str().unwrap().len(), 1000);
+    // The rotation happened, and the answer carries it.
+    let successor = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        sim.current_refresh_token(login.family),
+        Some(successor.clone())
+    );
+    rotate(&sim, &successor).await;
+    // A refused refresh is answered as usual.
+    sim.set_fault(Fault::Rewrite {
+        fields: vec![("access_token".into(), Some(json!("x")))],
+        pad: 0,
+    });
+    let (status, body) = refresh(&sim, &login.refresh_token).await;
+    assert_eq!((status, error_code(&body)), (401, "refresh_token_reused"));
+}
+
+#[tokio::test]
 async fn hang_fault_never_answers() {
     let sim = start_default().await;
     let login = sim.issue_login(&identity());
