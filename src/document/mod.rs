@@ -22,8 +22,9 @@ use crate::secret::Secret;
 /// must not be made to load an arbitrary amount of memory.
 pub const MAX_DOCUMENT_BYTES: u64 = 1024 * 1024;
 
-/// The contents of `auth.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The contents of `auth.json`. `Debug` shows the known fields (tokens redacted) and only the
+/// names of unknown ones: an unknown field may hold a secret too.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuthDocument {
     /// `"chatgpt"`, `"apikey"`, or anything else, kept as-is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,8 +43,8 @@ pub struct AuthDocument {
     pub extra: Map<String, Value>,
 }
 
-/// The `tokens` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The `tokens` object. `Debug` as [`AuthDocument`]'s: tokens redacted, unknown fields by name.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tokens {
     /// A JWT describing the user (claims read, never verified).
     pub id_token: Secret,
@@ -57,6 +58,30 @@ pub struct Tokens {
     /// Fields of `tokens` this version does not know.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for AuthDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthDocument")
+            .field("auth_mode", &self.auth_mode)
+            .field("openai_api_key", &self.openai_api_key)
+            .field("tokens", &self.tokens)
+            .field("last_refresh", &self.last_refresh)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("id_token", &self.id_token)
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("account_id", &self.account_id)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Who a document belongs to, as far as it says.
@@ -252,6 +277,36 @@ fn json_kind(value: &Value) -> &'static str {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn debug_shows_no_token_and_only_the_names_of_unknown_fields() {
+        let document = AuthDocument::parse(
+            json!({
+                "OPENAI_API_KEY": "sk-secret-key",
+                "tokens": {"id_token": "id-secret", "access_token": "at-secret",
+                    "refresh_token": "rt-secret", "x_inner": "inner-secret"},
+                "x_outer": {"nested": "outer-secret"}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let debug = format!("{document:?}");
+        for secret in [
+            "sk-secret",
+            "id-secret",
+            "at-secret",
+            "rt-secret",
+            "inner-secret",
+            "outer-secret",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(
+            debug.contains("x_inner") && debug.contains("x_outer"),
+            "{debug}"
+        );
+    }
 
     fn sample() -> Value {
         json!({

@@ -316,7 +316,7 @@ impl AuthManager {
     /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the document has neither
     /// tokens nor an API key; lock, store and I/O errors.
     pub async fn login(&self, document: AuthDocument) -> Result<Arc<AuthSnapshot>> {
-        if document.tokens.is_none() && document.openai_api_key.is_none() {
+        if !document.has_credentials() {
             return Err(Error::invalid_input(
                 "the document holds neither tokens nor an API key; nothing to log in with",
             ));
@@ -389,7 +389,7 @@ impl AuthManager {
         // On an error the cache keeps its old mark, so the next call reads again rather than
         // trusting a cache that could not be checked.
         let disk = self.inner.store.read().await?;
-        let Some(disk) = disk.filter(|d| d.tokens.is_some() || d.openai_api_key.is_some()) else {
+        let Some(disk) = disk.filter(AuthDocument::has_credentials) else {
             let was_logged_in = self.clear_cache();
             if was_logged_in {
                 self.emit(AuthEvent::LoggedOut);
