@@ -41,7 +41,10 @@ def test_the_message_is_the_command_lines(tmp_path):
         timeout=BOUND,
     )
     assert run.returncode == 3
-    assert run.stderr.strip() == f"authstore: {raised.value}"
+    # The same message; the command line adds a help: line of its own, naming its options.
+    message, help_line = run.stderr.strip().split("\n")
+    assert message == f"authstore: {raised.value}"
+    assert help_line.startswith("help: ") and "--from" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
