@@ -230,18 +230,33 @@ async fn a_login_as_another_user_gives_a_long_running_manager_identity_changed()
     assert_eq!(env.sim.refresh_calls(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_reports_refresh_logout_and_login_made_by_other_processes() {
-    let env = Env::new().await;
-    env.login_stale(&alice());
-    let mut watch = env.command(&["watch", "--json"]).spawn().unwrap();
-    let mut events = BufReader::new(watch.stdout.take().unwrap()).lines();
+/// Starts `authstore ARGS` (a `watch`) and waits until it says that it is watching; returns
+/// the process and its stdout and stderr, line by line (stderr kept open: a watch that could not
+/// write to it would fail).
+async fn start_watch(
+    env: &Env,
+    args: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+) {
+    let mut watch = env.command(args).spawn().unwrap();
+    let lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     let mut notes = BufReader::new(watch.stderr.take().unwrap()).lines();
     let ready = tokio::time::timeout(BOUND, notes.next_line())
         .await
         .unwrap()
         .unwrap();
     assert!(ready.is_some_and(|line| line.contains("watching")));
+    (watch, lines, notes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_refresh_logout_and_login_made_by_other_processes() {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let (mut watch, mut events, _notes) = start_watch(&env, &["watch", "--json"]).await;
 
     let mut next_event = async || -> Value {
         let line = tokio::time::timeout(BOUND, events.next_line())
@@ -277,14 +292,7 @@ async fn watch_reports_refresh_logout_and_login_made_by_other_processes() {
 async fn watch_text_lines_name_events_as_its_json_lines_do() {
     let env = Env::new().await;
     env.login_stale(&alice());
-    let mut watch = env.command(&["watch"]).spawn().unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let mut notes = BufReader::new(watch.stderr.take().unwrap()).lines();
-    let ready = tokio::time::timeout(BOUND, notes.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(ready.is_some_and(|line| line.contains("watching")));
+    let (mut watch, mut lines, _notes) = start_watch(&env, &["watch"]).await;
     let mut next_word = async || -> String {
         let line = tokio::time::timeout(BOUND, lines.next_line())
             .await
