@@ -1,5 +1,9 @@
 //! An embedded local OAuth token authority for tests, demos and benchmarks.
 //!
+//! A crate of its own: it imports nothing from the `authstore` library (it is the other side of
+//! the wire), so a program that only shares a login never compiles it, and the library's
+//! `simulator` feature re-exports it as `authstore::simulator` for those who want it there.
+//!
 //! [`Simulator`] serves plain HTTP on loopback and speaks the refresh
 //! protocol the way Codex does:
 //!
