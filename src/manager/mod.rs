@@ -15,7 +15,9 @@
 //! [`policy::decide`](crate::policy::decide): logged out elsewhere, write nothing; another
 //! identity, write nothing and spend nothing; newer credentials of the same identity, adopt them,
 //! with no network call when they will do. Otherwise it spends the refresh token once, merges the
-//! answer into what the store holds, writes atomically and commits before the lock goes. On
+//! answer into what the store holds, writes atomically and commits before the lock goes (an
+//! answer without a usable access token is a transient failure, but what it rotated is written
+//! first: see [`authority`](crate::authority) for how answers are read). On
 //! `refresh_token_reused` it adopts the successor another process committed (waiting a bounded
 //! while, with the locks released, for one about to commit), else re-login is required; a token
 //! the authority rejected for good is never sent again. [`AuthManager::refresh`] says which of

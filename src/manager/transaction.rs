@@ -155,7 +155,9 @@ impl AuthManager {
     /// Step 4 of the transaction, still inside the lock: the one token-endpoint call (retried
     /// only where that is safe), the merge into the state decided on, the atomic write and
     /// commit; on `refresh_token_reused`, the recovery; a permanent failure remembered so that
-    /// the token is not sent again; a transient one reported with the store untouched.
+    /// the token is not sent again; a transient one reported with the store untouched, but for
+    /// a `2xx` without a usable access token, whose rotation (a new refresh or id token) is
+    /// stored before the failure is reported: the authority has spent the old token already.
     async fn spend(
         &self,
         spend: Box<Spend>,
