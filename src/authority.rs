@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 
 use crate::document::{AuthDocument, IdClaims, format_timestamp};
-use crate::error::ReloginReason;
+use crate::error::{NetworkFailure, ReloginReason};
 use crate::secret::Secret;
 
 /// Codex's OAuth client id.
@@ -198,6 +198,19 @@ pub enum RefreshFailure {
 }
 
 impl RefreshFailure {
+    /// For a transient failure of the request itself: whether the endpoint did not answer in
+    /// time or could not be reached, as the HTTP client says (`None` for an answer, even an
+    /// error one, and for a failure that is neither).
+    pub fn network_failure(&self) -> Option<NetworkFailure> {
+        match self {
+            RefreshFailure::Transient {
+                source: Some(error),
+                ..
+            } => network_failure(error),
+            _ => None,
+        }
+    }
+
     fn transient(reason: String, retry_safe: bool) -> Self {
         RefreshFailure::Transient {
             reason,
@@ -382,6 +395,25 @@ fn token_field(
     }
 }
 
+/// Checks that `url` can be a token endpoint: an absolute `http` or `https` URL with a host.
+/// Nothing is connected to.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput), naming the URL and why.
+pub fn check_token_url(url: &str) -> crate::Result<()> {
+    let why = match reqwest::Url::parse(url) {
+        Err(error) => error.to_string(),
+        Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => {
+            format!("the scheme is {:?}, not http or https", parsed.scheme())
+        }
+        Ok(parsed) if parsed.host_str().is_none_or(str::is_empty) => "it names no host".into(),
+        Ok(_) => return Ok(()),
+    };
+    Err(crate::Error::invalid_input(format!(
+        "token_url={url:?} is not an http(s) URL: {why}"
+    )))
+}
+
 /// Whether `url` names this machine (`localhost` or a loopback address).
 pub fn is_loopback_url(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|url| match url.host_str() {
@@ -457,6 +489,18 @@ fn error_code(body: &[u8]) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     plain.then(|| code.to_ascii_lowercase())
+}
+
+/// How `error` failed on the network: a timeout (connecting or waiting for the answer) before
+/// anything else, then a failure to connect (refused, no route, no such name, TLS).
+pub(crate) fn network_failure(error: &reqwest::Error) -> Option<NetworkFailure> {
+    if error.is_timeout() {
+        Some(NetworkFailure::TimedOut)
+    } else if error.is_connect() {
+        Some(NetworkFailure::Unreachable)
+    } else {
+        None
+    }
 }
 
 /// What a failed request did, in words; the causes follow in the error's `source()` chain
@@ -598,6 +642,29 @@ mod tests {
         let response = classify(200, br#"{"access_token": "at-1"}"#).unwrap();
         let merged = response.merge_into(&base, SystemTime::now());
         assert_ne!(merged.last_refresh.as_deref(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn token_urls_are_http_or_https_with_a_host() {
+        for good in [
+            "http://127.0.0.1:9/oauth/token",
+            "https://auth.example.com/oauth/token",
+            "http://[::1]:8080/t",
+        ] {
+            assert!(check_token_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "auth.example.com/oauth/token",
+            "ftp://auth.example.com/oauth/token",
+            "file:///etc/passwd",
+            "http://",
+            "unix:/run/authority.sock",
+        ] {
+            let error = check_token_url(bad).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidInput, "{bad}");
+            assert!(error.to_string().contains(&format!("{bad:?}")), "{error}");
+        }
     }
 
     #[test]

@@ -69,6 +69,19 @@ pub enum ErrorKind {
     InvalidInput,
 }
 
+/// How a request to the token endpoint or to a shared store failed on its way there, when it
+/// did: what a front-end maps to its platform's "timed out" and "cannot connect" errors (the
+/// Python package's `TimeoutError` and `ConnectionError`). See [`Error::network_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NetworkFailure {
+    /// The other side did not answer in time: connecting, or answering the request.
+    TimedOut,
+    /// The other side could not be reached: the connection was refused, no route led there, its
+    /// name did not resolve, or the TLS handshake failed.
+    Unreachable,
+}
+
 /// Where the credentials (or the lock) an error concerns are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -122,6 +135,9 @@ struct Inner {
     location: Option<Location>,
     detail: Detail,
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+    /// Set where the failure is known first-hand (the HTTP client's own flags); otherwise
+    /// [`Error::network_failure`] reads the source chain.
+    network: Option<NetworkFailure>,
 }
 
 /// What a kind needs beyond its location.
@@ -145,8 +161,15 @@ impl Error {
                 location,
                 detail,
                 source: None,
+                network: None,
             }),
         }
+    }
+
+    /// Records how the request failed on the network, as the HTTP client told it.
+    pub(crate) fn with_network(mut self, network: Option<NetworkFailure>) -> Self {
+        self.inner.network = network;
+        self
     }
 
     fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
@@ -280,6 +303,43 @@ impl Error {
             Detail::LockTimeout { holder, .. } => holder.as_deref(),
             _ => None,
         }
+    }
+
+    /// For a [`Transient`](ErrorKind::Transient) or
+    /// [`StoreUnavailable`](ErrorKind::StoreUnavailable) error: whether the token endpoint or
+    /// the store did not answer in time or could not be reached at all. `None` for every other
+    /// kind (a [`LockTimeout`](ErrorKind::LockTimeout) is not a network failure), and for a
+    /// failure that is neither (an HTTP 503, a connection reset after the request was sent, a
+    /// server's error answer).
+    ///
+    /// Read from what the HTTP client says of its own error, else from the `std::io::Error`s of
+    /// the [`source`](StdError::source) chain (`TimedOut`; `ConnectionRefused`,
+    /// `HostUnreachable`, `NetworkUnreachable`, `AddrNotAvailable`).
+    pub fn network_failure(&self) -> Option<NetworkFailure> {
+        if !matches!(
+            self.inner.kind,
+            ErrorKind::Transient | ErrorKind::StoreUnavailable
+        ) {
+            return None;
+        }
+        if let Some(network) = self.inner.network {
+            return Some(network);
+        }
+        let mut cause = self.source();
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<io::Error>() {
+                match io.kind() {
+                    io::ErrorKind::TimedOut => return Some(NetworkFailure::TimedOut),
+                    io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable
+                    | io::ErrorKind::AddrNotAvailable => return Some(NetworkFailure::Unreachable),
+                    _ => {}
+                }
+            }
+            cause = error.source();
+        }
+        None
     }
 
     /// What the user can do about it, when there is advice to give. In the library's terms
@@ -461,5 +521,39 @@ mod tests {
             std::mem::size_of::<Result<()>>(),
             std::mem::size_of::<usize>()
         );
+    }
+
+    #[test]
+    fn network_failures_are_read_from_the_io_errors_of_the_source_chain() {
+        let because = |kind: io::ErrorKind| {
+            Error::store_unavailable(
+                Location::Store("postgres://u@db/auth#default".into()),
+                "cannot connect",
+                Some(Box::new(io::Error::new(kind, "connect"))),
+            )
+        };
+        assert_eq!(
+            because(io::ErrorKind::ConnectionRefused).network_failure(),
+            Some(NetworkFailure::Unreachable)
+        );
+        assert_eq!(
+            because(io::ErrorKind::TimedOut).network_failure(),
+            Some(NetworkFailure::TimedOut)
+        );
+        assert_eq!(
+            because(io::ErrorKind::PermissionDenied).network_failure(),
+            None
+        );
+        // What the HTTP client said first-hand wins; other kinds never have one.
+        let told = Error::transient(Path::new("/h/auth.json"), "the token request failed", None)
+            .with_network(Some(NetworkFailure::TimedOut));
+        assert_eq!(told.network_failure(), Some(NetworkFailure::TimedOut));
+        let lock = Error::lock_timeout(Path::new("/h/auth.lock"), Duration::from_secs(1), None);
+        assert_eq!(lock.network_failure(), None);
+        let unreadable = Error::unreadable(
+            Path::new("/h/auth.json"),
+            io::Error::new(io::ErrorKind::TimedOut, "nfs"),
+        );
+        assert_eq!(unreadable.network_failure(), None);
     }
 }

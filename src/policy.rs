@@ -3,10 +3,15 @@
 //! [`identity_verdict`] is the guarded-adoption rule (whose credentials may be adopted) and
 //! [`decide`] is step 3 of the refresh transaction: given the snapshot the caller held, what is on
 //! disk inside the lock, why a refresh was asked for and the time, what to do.
+//! [`decide_rejected_token`] is the same step for a caller that holds only the access token a
+//! request was rejected with ([`RejectedToken`]).
 
+use std::fmt;
 use std::time::SystemTime;
 
-use crate::document::{AuthDocument, Freshness, Identity};
+use crate::document::{AuthDocument, Freshness, IdClaims, Identity};
+use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Why a refresh was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +122,108 @@ pub fn decide(
         Decision::Adopt
     } else {
         Decision::Refresh { adopted: true }
+    }
+}
+
+/// The access token a request was rejected with (HTTP 401), for a caller that holds that token
+/// rather than the [`AuthSnapshot`](crate::AuthSnapshot) it came from: a token its program got
+/// elsewhere (a constructor argument, a request it made itself).
+///
+/// Whose token it is comes from its own claims when it is a JWT (ChatGPT access tokens carry
+/// `["https://api.openai.com/auth"].chatgpt_account_id` and `.chatgpt_user_id`), or from an
+/// account id the caller names. That identity is held to the guarded-adoption rule as a
+/// snapshot's is ([`rejected_token_verdict`]), so that another account's or user's login in the
+/// store is never adopted. `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RejectedToken {
+    access_token: Secret,
+    identity: Identity,
+}
+
+impl RejectedToken {
+    /// The rejected `access_token`, its identity read from its claims; `account_id` names the
+    /// account when the claims do not (an opaque token), or must agree with them.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when `access_token` is not a
+    /// token string (empty, whitespace or control characters), when `account_id` is empty, or
+    /// when it names another account than the token's claims.
+    pub fn new(access_token: &str, account_id: Option<&str>) -> Result<Self> {
+        if !crate::authority::is_token_string(access_token) {
+            return Err(Error::invalid_input(
+                "the rejected access token is empty or holds whitespace or control characters",
+            ));
+        }
+        let claims = IdClaims::from_jwt(access_token);
+        let account_id = match (claims.account_id, account_id) {
+            (_, Some("")) => {
+                return Err(Error::invalid_input("account_id is empty"));
+            }
+            (Some(claimed), Some(given)) if claimed != given => {
+                return Err(Error::invalid_input(
+                    "account_id names another account than the access token's own claims",
+                ));
+            }
+            (claimed, given) => claimed.or_else(|| given.map(str::to_owned)),
+        };
+        Ok(Self {
+            access_token: Secret::new(access_token),
+            identity: Identity {
+                account_id,
+                user_id: claims.user_id,
+            },
+        })
+    }
+
+    /// The rejected access token.
+    pub fn access_token(&self) -> &Secret {
+        &self.access_token
+    }
+
+    /// Whose token it is, as far as its claims and the caller say.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+impl fmt::Debug for RejectedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RejectedToken")
+            .field("access_token", &self.access_token)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// The guarded-adoption rule for a [`RejectedToken`]: may its holder adopt `disk`? The rule of
+/// [`identity_verdict`], where the lineage is the access token itself (the holder has no refresh
+/// token to compare): a store that holds the very token that was rejected is that token's state,
+/// whatever the claims leave unproven, unless both sides name different accounts or users.
+pub fn rejected_token_verdict(rejected: &RejectedToken, disk: &AuthDocument) -> Verdict {
+    let same_token = disk.access_token() == Some(&rejected.access_token);
+    match identity_verdict(&rejected.identity, &disk.identity(), same_token) {
+        verdict @ (Verdict::OtherAccount | Verdict::OtherUser) => verdict,
+        _ if same_token => Verdict::Compatible,
+        verdict => verdict,
+    }
+}
+
+/// [`decide`] for a caller that holds only the [`RejectedToken`] (the reason is always
+/// [`RefreshReason::Unauthorized`]): logged out and another identity as there; a store that
+/// holds another access token of a compatible identity is adopted (no network call); one that
+/// still holds the rejected token is refreshed.
+pub fn decide_rejected_token(rejected: &RejectedToken, disk: Option<&AuthDocument>) -> Decision {
+    let Some(disk) = disk.filter(|d| d.tokens.is_some()) else {
+        return Decision::LoggedOut;
+    };
+    let verdict = rejected_token_verdict(rejected, disk);
+    if !verdict.is_compatible() {
+        return Decision::IdentityChanged(verdict);
+    }
+    if disk.access_token() == Some(&rejected.access_token) {
+        Decision::Refresh { adopted: false }
+    } else {
+        Decision::Adopt
     }
 }
 
@@ -336,6 +443,131 @@ mod tests {
         assert_eq!(
             run(&held, Some(&disk), RefreshReason::Unauthorized),
             Decision::Refresh { adopted: true }
+        );
+    }
+
+    /// An access token of `who` (account, user), generation `generation`, as ChatGPT's carry
+    /// their identity.
+    fn access_token(account: Option<&str>, user: Option<&str>, generation: u32) -> String {
+        let mut auth = serde_json::Map::new();
+        if let Some(account) = account {
+            auth.insert("chatgpt_account_id".into(), json!(account));
+        }
+        if let Some(user) = user {
+            auth.insert("chatgpt_user_id".into(), json!(user));
+        }
+        unsigned_jwt(&json!({"exp": FRESH, "g": generation, "https://api.openai.com/auth": auth}))
+    }
+
+    /// `doc(user, generation, exp)` of account `acct`, with the access token `token`.
+    fn doc_with_token(user: &str, generation: u32, token: &str) -> AuthDocument {
+        let mut document = doc(user, generation, FRESH);
+        if let Some(tokens) = document.tokens.as_mut() {
+            tokens.access_token = crate::secret::Secret::new(token);
+        }
+        document
+    }
+
+    #[test]
+    fn a_rejected_token_names_its_identity_from_its_claims_or_the_caller() {
+        let token = access_token(Some("acct"), Some("u"), 1);
+        let rejected = RejectedToken::new(&token, None).unwrap();
+        assert_eq!(rejected.identity(), &id(Some("acct"), Some("u")));
+        assert_eq!(
+            RejectedToken::new(&token, Some("acct")).unwrap().identity(),
+            &id(Some("acct"), Some("u"))
+        );
+        assert_eq!(
+            RejectedToken::new("opaque-token", Some("acct"))
+                .unwrap()
+                .identity(),
+            &id(Some("acct"), None)
+        );
+        assert_eq!(
+            RejectedToken::new("opaque-token", None).unwrap().identity(),
+            &id(None, None)
+        );
+        let user_only = access_token(None, Some("u"), 1);
+        assert_eq!(
+            RejectedToken::new(&user_only, Some("acct"))
+                .unwrap()
+                .identity(),
+            &id(Some("acct"), Some("u"))
+        );
+        for (token, account) in [
+            (token.as_str(), Some("other")),
+            ("", None),
+            ("two words", None),
+            ("opaque", Some("")),
+        ] {
+            let error = RejectedToken::new(token, account).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidInput);
+        }
+        let shown = format!("{rejected:?}");
+        assert!(
+            !shown.contains(&token) && shown.contains("[redacted]"),
+            "{shown}"
+        );
+    }
+
+    #[rstest]
+    #[case::disk_holds_the_rejected_token(
+        (Some("acct"), Some("u")), None, "u", true, Decision::Refresh { adopted: false }
+    )]
+    #[case::newer_token_of_the_same_user_is_adopted(
+        (Some("acct"), Some("u")), None, "u", false, Decision::Adopt
+    )]
+    #[case::another_user_of_the_account_is_refused(
+        (Some("acct"), Some("u")), None, "other", false,
+        Decision::IdentityChanged(Verdict::OtherUser)
+    )]
+    #[case::another_account_is_refused(
+        (Some("acct-2"), Some("u")), None, "u", false,
+        Decision::IdentityChanged(Verdict::OtherAccount)
+    )]
+    #[case::opaque_token_on_disk_is_its_own_lineage(
+        (None, None), None, "u", true, Decision::Refresh { adopted: false }
+    )]
+    #[case::opaque_token_not_on_disk_proves_nothing(
+        (None, None), None, "u", false, Decision::IdentityChanged(Verdict::OtherLineage)
+    )]
+    #[case::opaque_token_with_its_account_cannot_prove_the_user(
+        (None, None), Some("acct"), "u", false, Decision::IdentityChanged(Verdict::UnprovenUser)
+    )]
+    #[case::opaque_token_with_its_account_still_on_disk(
+        (None, None), Some("acct"), "u", true, Decision::Refresh { adopted: false }
+    )]
+    #[case::opaque_token_with_another_account_on_disk(
+        (None, None), Some("acct-2"), "u", true, Decision::IdentityChanged(Verdict::OtherAccount)
+    )]
+    fn rejected_token_decisions(
+        #[case] claims: (Option<&str>, Option<&str>),
+        #[case] account: Option<&str>,
+        #[case] disk_user: &str,
+        #[case] disk_holds_it: bool,
+        #[case] expected: Decision,
+    ) {
+        let token = match claims {
+            (None, None) => "opaque-access-token".to_owned(),
+            (a, u) => access_token(a, u, 1),
+        };
+        let rejected = RejectedToken::new(&token, account).unwrap();
+        let disk = if disk_holds_it {
+            doc_with_token(disk_user, 1, &token)
+        } else {
+            doc(disk_user, 2, FRESH)
+        };
+        assert_eq!(decide_rejected_token(&rejected, Some(&disk)), expected);
+    }
+
+    #[test]
+    fn a_rejected_token_with_nothing_on_disk_is_logged_out() {
+        let rejected = RejectedToken::new(&access_token(Some("acct"), Some("u"), 1), None).unwrap();
+        assert_eq!(decide_rejected_token(&rejected, None), Decision::LoggedOut);
+        let api_key_only = AuthDocument::parse(br#"{"OPENAI_API_KEY":"sk-x"}"#).unwrap();
+        assert_eq!(
+            decide_rejected_token(&rejected, Some(&api_key_only)),
+            Decision::LoggedOut
         );
     }
 }

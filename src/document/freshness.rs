@@ -24,6 +24,9 @@ impl Default for Freshness {
 impl Freshness {
     /// Whether tokens with this expiry and last refresh are stale at `now`. With neither known,
     /// the age of the tokens cannot be told and they are stale.
+    ///
+    /// Any durations are accepted: a window reaching past the end of time makes every token
+    /// stale, an interval reaching past it makes no `last_refresh` too old (never a panic).
     pub fn is_stale(
         &self,
         expires_at: Option<SystemTime>,
@@ -31,8 +34,12 @@ impl Freshness {
         now: SystemTime,
     ) -> bool {
         match (expires_at, last_refresh) {
-            (Some(exp), _) => now + self.refresh_window >= exp,
-            (None, Some(refreshed)) => refreshed + self.refresh_interval <= now,
+            (Some(exp), _) => now
+                .checked_add(self.refresh_window)
+                .is_none_or(|edge| edge >= exp),
+            (None, Some(refreshed)) => refreshed
+                .checked_add(self.refresh_interval)
+                .is_some_and(|due| due <= now),
             (None, None) => true,
         }
     }
@@ -60,5 +67,22 @@ mod tests {
         assert!(!f.is_stale(None, Some(now - Duration::from_secs(7 * 86_400)), now));
         assert!(f.is_stale(None, Some(now - Duration::from_secs(8 * 86_400)), now));
         assert!(f.is_stale(None, None, now));
+    }
+
+    #[test]
+    fn durations_past_the_end_of_time_do_not_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let f = Freshness {
+            refresh_window: Duration::MAX,
+            refresh_interval: Duration::MAX,
+        };
+        assert!(f.is_stale(Some(now + Duration::from_secs(86_400)), None, now));
+        assert!(!f.is_stale(None, Some(now - Duration::from_secs(1)), now));
+        let zero = Freshness {
+            refresh_window: Duration::ZERO,
+            refresh_interval: Duration::ZERO,
+        };
+        assert!(!zero.is_stale(Some(now + Duration::from_secs(1)), None, now));
+        assert!(zero.is_stale(None, Some(now), now));
     }
 }

@@ -9,9 +9,10 @@
 //! The manager works on any [`Store`] through its interface alone: it never
 //! asks which backend it runs on.
 //!
-//! Stale credentials, a 401 ([`AuthManager::unauthorized`]) or a forced refresh run the refresh
-//! transaction (SPEC §6), one at a time per process (the single-flight: tasks that waited take
-//! its result). It takes the store's lock, re-reads, and decides with
+//! Stale credentials, a 401 ([`AuthManager::unauthorized`] with the snapshot the request used,
+//! or [`AuthManager::unauthorized_token`] with the access token string) or a forced refresh run
+//! the refresh transaction (SPEC §6), one at a time per process (the single-flight: tasks that
+//! waited take its result). It takes the store's lock, re-reads, and decides with
 //! [`policy::decide`](crate::policy::decide): logged out elsewhere, write nothing; another
 //! identity, write nothing and spend nothing; newer credentials of the same identity, adopt them,
 //! with no network call when they will do. Otherwise it spends the refresh token once, merges the
@@ -47,12 +48,13 @@ pub use options::ManagerOptions;
 pub use snapshot::AuthSnapshot;
 use stats::Counters;
 pub use stats::Stats;
+use transaction::Held;
 
 use crate::authority::TokenClient;
 use crate::clock::Clock;
 use crate::document::{AuthDocument, Freshness};
 use crate::error::{Error, Location, ReloginReason, Result};
-use crate::policy::{RefreshReason, documents_verdict};
+use crate::policy::{RefreshReason, RejectedToken, documents_verdict};
 use crate::store::{ChangeFeed, ChangeOptions, FileStore, Mark, Store};
 
 /// A change the manager made or saw, for long-running processes that want to know.
@@ -264,7 +266,39 @@ impl AuthManager {
     /// As [`AuthManager::auth`].
     pub async fn unauthorized(&self, rejected: &Arc<AuthSnapshot>) -> Result<Arc<AuthSnapshot>> {
         let (snapshot, _) = self
-            .refresh_held(rejected.clone(), RefreshReason::Unauthorized)
+            .refresh_held(
+                Held::Snapshot(rejected.clone()),
+                RefreshReason::Unauthorized,
+            )
+            .await?;
+        Ok(snapshot)
+    }
+
+    /// Recovery after a request made with the access token `access_token` got HTTP 401, for a
+    /// caller that holds that token rather than the snapshot it came from (a token its program
+    /// got elsewhere, or kept from a request it made): what [`AuthManager::unauthorized`] does,
+    /// with the identity the token names ([`RejectedToken`]: its JWT claims, or `account_id`
+    /// for a token without them).
+    ///
+    /// A store that holds another access token of the same identity is adopted, with no call
+    /// to the token endpoint; one that still holds `access_token` is refreshed; another
+    /// account's or user's login, or one whose identity cannot be proven the same (an opaque
+    /// token whose account alone is named, a store that names its user), is never adopted:
+    /// [`ReloginReason::IdentityChanged`], with nothing written and nothing spent. This also
+    /// protects a manager that has never read the store: the identity is the token's, not
+    /// whatever the manager happened to read first.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) as [`RejectedToken::new`]
+    /// says; then as [`AuthManager::auth`].
+    pub async fn unauthorized_token(
+        &self,
+        access_token: &str,
+        account_id: Option<&str>,
+    ) -> Result<Arc<AuthSnapshot>> {
+        let rejected = RejectedToken::new(access_token, account_id)?;
+        let (snapshot, _) = self
+            .refresh_held(Held::Token(rejected), RefreshReason::Unauthorized)
             .await?;
         Ok(snapshot)
     }
@@ -296,7 +330,9 @@ impl AuthManager {
                 Some(snapshot) => snapshot,
                 None => self.reload().await?,
             };
-            return self.refresh_held(held, RefreshReason::Forced).await;
+            return self
+                .refresh_held(Held::Snapshot(held), RefreshReason::Forced)
+                .await;
         }
         let now = self.inner.clock.now();
         if let Some(snapshot) = self.cached_if_unchanged()
@@ -308,7 +344,8 @@ impl AuthManager {
         if !snapshot.is_stale(now, &self.inner.freshness) {
             return Ok((snapshot, RefreshOutcome::Fresh));
         }
-        self.refresh_held(snapshot, RefreshReason::Proactive).await
+        self.refresh_held(Held::Snapshot(snapshot), RefreshReason::Proactive)
+            .await
     }
 
     /// Installs `document` under the lock, replacing whatever is there (the file store creates

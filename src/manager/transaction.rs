@@ -11,9 +11,53 @@ use super::{AuthEvent, AuthManager, AuthSnapshot, RefreshOutcome};
 use crate::authority::{RefreshFailure, TokenResponse};
 use crate::document::AuthDocument;
 use crate::error::{Error, ReloginReason, Result};
-use crate::policy::{Decision, RefreshReason, decide, documents_verdict};
+use crate::policy::{
+    Decision, RefreshReason, RejectedToken, Verdict, decide, decide_rejected_token,
+    documents_verdict, rejected_token_verdict,
+};
 use crate::secret::Secret;
 use crate::store::Transaction;
+
+/// What the transaction starts from: the snapshot the caller held (for
+/// [`RefreshReason::Unauthorized`], the one whose access token got the 401), or only the access
+/// token a request was rejected with. Every decision about the store's state is asked of it, so
+/// that both are held to the same rules.
+pub(super) enum Held {
+    /// A snapshot this manager (or another) handed out.
+    Snapshot(Arc<AuthSnapshot>),
+    /// An access token the caller holds, with the identity it names; only for
+    /// [`RefreshReason::Unauthorized`].
+    Token(RejectedToken),
+}
+
+impl Held {
+    /// Step 3 of the transaction ([`decide`], or [`decide_rejected_token`]).
+    fn decide(
+        &self,
+        disk: Option<&AuthDocument>,
+        reason: RefreshReason,
+        now: SystemTime,
+        freshness: &crate::document::Freshness,
+    ) -> Decision {
+        match self {
+            Held::Snapshot(held) => decide(&held.document, disk, reason, now, freshness),
+            Held::Token(rejected) => decide_rejected_token(rejected, disk),
+        }
+    }
+
+    /// May the holder adopt `disk`?
+    fn verdict(&self, disk: &AuthDocument) -> Verdict {
+        match self {
+            Held::Snapshot(held) => documents_verdict(&held.document, disk),
+            Held::Token(rejected) => rejected_token_verdict(rejected, disk),
+        }
+    }
+
+    /// Whether `snapshot` is the very snapshot held.
+    fn is(&self, snapshot: &Arc<AuthSnapshot>) -> bool {
+        matches!(self, Held::Snapshot(held) if Arc::ptr_eq(held, snapshot))
+    }
+}
 
 /// What the transaction decided inside the lock, before anything was spent.
 enum Decided {
@@ -51,10 +95,12 @@ impl AuthManager {
     /// credentials would not do.
     pub(super) async fn refresh_held(
         &self,
-        held: Arc<AuthSnapshot>,
+        held: Held,
         reason: RefreshReason,
     ) -> Result<(Arc<AuthSnapshot>, RefreshOutcome)> {
-        if held.document.tokens.is_none() {
+        if let Held::Snapshot(snapshot) = &held
+            && snapshot.document.tokens.is_none()
+        {
             return Err(Error::invalid_input(format!(
                 "{} holds an API key, not tokens: there is nothing to refresh",
                 self.location()
@@ -66,14 +112,9 @@ impl AuthManager {
         // Another task of this process may have finished the work while this one waited. Its
         // result is in the cache (possibly marked changed by the feed seeing its own write).
         if let Some(current) = self.cached_snapshot()
-            && !Arc::ptr_eq(&current, &held)
-            && decide(
-                &held.document,
-                Some(&current.document),
-                reason,
-                now,
-                &self.inner.freshness,
-            ) == Decision::Adopt
+            && !held.is(&current)
+            && held.decide(Some(&current.document), reason, now, &self.inner.freshness)
+                == Decision::Adopt
         {
             return Ok((current, RefreshOutcome::Adopted));
         }
@@ -90,7 +131,7 @@ impl AuthManager {
     /// need no refresh are adopted. Otherwise the lock is handed on, in [`Decided::Spend`].
     async fn decide_locked(
         &self,
-        held: &AuthSnapshot,
+        held: &Held,
         reason: RefreshReason,
         now: SystemTime,
     ) -> Result<Decided> {
@@ -99,13 +140,7 @@ impl AuthManager {
         // this process's own writes.
         let mark = self.inner.feed.mark();
         let disk = transaction.read().await?;
-        let decision = decide(
-            &held.document,
-            disk.as_ref(),
-            reason,
-            now,
-            &self.inner.freshness,
-        );
+        let decision = held.decide(disk.as_ref(), reason, now, &self.inner.freshness);
         tracing::debug!(?reason, ?decision, "refresh transaction decided");
         let base = match (decision, disk) {
             // `decide` answers LoggedOut whenever the store holds no tokens, so the other
@@ -161,7 +196,7 @@ impl AuthManager {
     async fn spend(
         &self,
         spend: Box<Spend>,
-        held: &AuthSnapshot,
+        held: &Held,
         now: SystemTime,
     ) -> Result<(Arc<AuthSnapshot>, RefreshOutcome)> {
         let Spend {
@@ -258,12 +293,16 @@ impl AuthManager {
                 ..
             }) => {
                 drop(transaction);
+                let network = source
+                    .as_deref()
+                    .and_then(crate::authority::network_failure);
                 let error = Error::transient(
                     self.location(),
                     why,
                     source
                         .map(|source| Box::new(source) as Box<dyn std::error::Error + Send + Sync>),
-                );
+                )
+                .with_network(network);
                 // The caller reports it: logged here only for -v, so that it is said once.
                 tracing::debug!("{}", error.report());
                 self.inner.counters.transient_failure();
@@ -319,7 +358,7 @@ impl AuthManager {
     async fn recover_from_reuse(
         &self,
         mut transaction: Box<dyn Transaction>,
-        held: &AuthSnapshot,
+        held: &Held,
         spent: &Secret,
     ) -> Result<Arc<AuthSnapshot>> {
         if let Some(snapshot) = self.adopt_successor(&mut transaction, held, spent).await? {
@@ -363,7 +402,7 @@ impl AuthManager {
     async fn adopt_successor(
         &self,
         transaction: &mut Box<dyn Transaction>,
-        held: &AuthSnapshot,
+        held: &Held,
         spent: &Secret,
     ) -> Result<Option<Arc<AuthSnapshot>>> {
         let mark = self.inner.feed.mark();
@@ -371,7 +410,7 @@ impl AuthManager {
             return Ok(None);
         };
         let moved_on = disk.refresh_token().is_some_and(|token| token != spent);
-        if moved_on && documents_verdict(&held.document, &disk).is_compatible() {
+        if moved_on && held.verdict(&disk).is_compatible() {
             self.inner.counters.reuse_recovered();
             tracing::info!("refresh token was spent by another process; adopted its successor");
             let snapshot = self.install(AuthSnapshot::new(disk), mark);

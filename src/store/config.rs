@@ -148,6 +148,8 @@ pub struct StoreConfig {
     lock_timeout: Duration,
     request_timeout: Duration,
     unlocked: bool,
+    token_url: Option<String>,
+    client_id: Option<String>,
 }
 
 impl StoreConfig {
@@ -160,6 +162,8 @@ impl StoreConfig {
             lock_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(20),
             unlocked: false,
+            token_url: None,
+            client_id: None,
         }
     }
 
@@ -194,6 +198,25 @@ impl StoreConfig {
         self
     }
 
+    /// The token endpoint of this configuration's managers, whatever the environment says
+    /// (default `None`: `CODEX_REFRESH_TOKEN_URL_OVERRIDE` when set, else Codex's endpoint; see
+    /// [`AuthorityConfig::from_env`]). So that one process can hold managers on different
+    /// endpoints (a test authority and the real one, two tenants). Checked by
+    /// [`StoreConfig::manager`] ([`check_token_url`](crate::authority::check_token_url)).
+    pub fn token_url(mut self, url: Option<String>) -> Self {
+        self.token_url = url;
+        self
+    }
+
+    /// The OAuth client id of this configuration's managers, whatever the environment says
+    /// (default `None`: `CODEX_APP_SERVER_LOGIN_CLIENT_ID` when set, else Codex's). Checked by
+    /// [`StoreConfig::manager`]: it must be non-empty, without whitespace or control
+    /// characters.
+    pub fn client_id(mut self, id: Option<String>) -> Self {
+        self.client_id = id;
+        self
+    }
+
     /// The Codex home.
     pub fn home(&self) -> &Path {
         &self.home
@@ -216,9 +239,40 @@ impl StoreConfig {
             .unlocked(self.unlocked)
     }
 
-    /// The token endpoint (from the environment, as Codex reads it) with the request timeout.
+    /// The token endpoint with the request timeout: the configured [`token_url`](Self::token_url)
+    /// and [`client_id`](Self::client_id) where given, else the environment's, as Codex reads
+    /// it.
     pub fn authority(&self) -> AuthorityConfig {
-        AuthorityConfig::from_env().request_timeout(self.request_timeout)
+        let mut authority = AuthorityConfig::from_env().request_timeout(self.request_timeout);
+        if let Some(url) = &self.token_url {
+            authority = authority.token_url(url.clone());
+        }
+        if let Some(id) = &self.client_id {
+            authority = authority.client_id(id.clone());
+        }
+        authority
+    }
+
+    /// Checks the explicitly configured token endpoint and client id (the environment's are
+    /// used as they are, as Codex uses them).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) naming the value: a token URL
+    /// that is not an `http(s)` URL with a host, a client id that is empty or holds whitespace
+    /// or a control character.
+    pub fn check(&self) -> Result<()> {
+        if let Some(url) = &self.token_url {
+            crate::authority::check_token_url(url)?;
+        }
+        if let Some(id) = &self.client_id
+            && !crate::authority::is_token_string(id)
+        {
+            return Err(Error::invalid_input(format!(
+                "client_id={id:?} is not a client id: it must be non-empty, without whitespace \
+                 or control characters"
+            )));
+        }
+        Ok(())
     }
 
     /// The Codex home's `auth.json`, as a store of its own (the local mirror beside a shared
@@ -230,7 +284,12 @@ impl StoreConfig {
     /// A manager over the configured store: the Codex home's `auth.json`, or the shared store
     /// mirrored into it. `options` gets this configuration's store options and authority; its
     /// other settings (freshness, watch, clock) are kept.
+    ///
+    /// # Errors
+    /// What [`StoreConfig::check`] finds, before anything is opened; then the store's own
+    /// errors (a shared store that cannot be reached).
     pub async fn manager(&self, options: ManagerOptions) -> Result<AuthManager> {
+        self.check()?;
         let options = options
             .store(self.store_options())
             .authority(self.authority());
@@ -312,6 +371,30 @@ mod tests {
             "host=db user=alice dbname=auth",
         ] {
             assert!(!may_hold_password(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_token_url_and_client_id_win_over_the_environment_and_are_checked() {
+        let config = StoreConfig::new("/nonexistent-home")
+            .token_url(Some("http://127.0.0.1:9/oauth/token".into()))
+            .client_id(Some("app_test".into()))
+            .request_timeout(Duration::from_secs(3));
+        assert!(config.check().is_ok());
+        let authority = config.authority();
+        assert_eq!(authority.url(), "http://127.0.0.1:9/oauth/token");
+        assert_eq!(authority.timeout(), Duration::from_secs(3));
+        // Without them, the environment's rule (whatever this process's environment says).
+        let from_env = StoreConfig::new("/nonexistent-home").authority();
+        assert_eq!(from_env.url(), AuthorityConfig::from_env().url());
+        for bad in [
+            StoreConfig::new("/h").token_url(Some("ftp://x/oauth/token".into())),
+            StoreConfig::new("/h").token_url(Some("not a url".into())),
+            StoreConfig::new("/h").client_id(Some(String::new())),
+            StoreConfig::new("/h").client_id(Some("app x".into())),
+        ] {
+            let error = bad.check().unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidInput);
         }
     }
 

@@ -276,3 +276,73 @@ pub fn resolve_codex_home(explicit: Option<&Path>) -> Result<PathBuf> {
             }),
     }
 }
+
+/// The Codex home `path` names: a home directory, or the `auth.json` in one (the path adopters
+/// usually hold). A path whose last component is `auth.json` and that is not a directory means
+/// its parent; an existing directory, or a path that does not exist (a home yet to be made), is
+/// the home itself. Nothing is created.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput), saying why, when `path` names an
+/// existing file that is not called `auth.json`, or a path that does not exist but is named like
+/// a JSON file (`*.json`): Codex's lock files (`auth.lock`, `auth.json.lock`) are named for the
+/// home, not for the file, so credentials kept under another name could not be shared with Codex
+/// safely.
+pub fn codex_home_from_path(path: &Path) -> Result<PathBuf> {
+    let named_auth_json = path.file_name().is_some_and(|name| name == AUTH_FILE);
+    let metadata = std::fs::metadata(path).ok();
+    if metadata.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+        return Ok(path.to_owned());
+    }
+    if named_auth_json {
+        return Ok(match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        });
+    }
+    let json_named = path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+    if metadata.is_some() || json_named {
+        return Err(Error::invalid_input(format!(
+            "{} is not a Codex home or its {AUTH_FILE}: credentials are shared with Codex only as \
+             {AUTH_FILE} in a Codex home, whose lock files ({TRANSACTION_LOCK_FILE}, \
+             {WRITE_LOCK_FILE}) are named for it; pass the home directory or its {AUTH_FILE}",
+            path.display()
+        )));
+    }
+    Ok(path.to_owned())
+}
+
+#[cfg(test)]
+mod home_tests {
+    use super::*;
+
+    #[test]
+    fn a_home_or_its_auth_json_names_the_home_and_other_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        assert_eq!(codex_home_from_path(home).unwrap(), home);
+        // auth.json, existing or not yet.
+        assert_eq!(codex_home_from_path(&home.join(AUTH_FILE)).unwrap(), home);
+        std::fs::write(home.join(AUTH_FILE), b"{}").unwrap();
+        assert_eq!(codex_home_from_path(&home.join(AUTH_FILE)).unwrap(), home);
+        assert_eq!(
+            codex_home_from_path(Path::new(AUTH_FILE)).unwrap(),
+            Path::new(".")
+        );
+        // A home yet to be made.
+        let later = home.join("later");
+        assert_eq!(codex_home_from_path(&later).unwrap(), later);
+        // Another file, existing or named like one.
+        std::fs::write(home.join("credentials.json"), b"{}").unwrap();
+        std::fs::write(home.join("notes"), b"x").unwrap();
+        for other in ["credentials.json", "notes", "missing.JSON"] {
+            let error = codex_home_from_path(&home.join(other)).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidInput, "{other}");
+            let message = error.to_string();
+            assert!(message.contains(other), "{message}");
+            assert!(message.contains(TRANSACTION_LOCK_FILE), "{message}");
+        }
+    }
+}

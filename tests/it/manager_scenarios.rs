@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authstore::authority::AuthorityConfig;
-use authstore::error::{ErrorKind, ReloginReason};
-use authstore::store::StoreOptions;
+use authstore::document::{Freshness, unsigned_jwt};
+use authstore::error::{ErrorKind, NetworkFailure, ReloginReason};
+use authstore::store::{StoreConfig, StoreOptions};
 use authstore::{AuthManager, ManagerOptions, RefreshOutcome};
 use authstore_testkit::home::Home;
 use authstore_testkit::*;
@@ -758,4 +759,328 @@ fn refresh_outcomes_have_the_words_the_front_ends_print() {
     assert_eq!(RefreshOutcome::Refreshed.as_str(), "refreshed");
     assert_eq!(RefreshOutcome::Adopted.to_string(), "adopted");
     assert_eq!(RefreshOutcome::Fresh.as_str(), "fresh");
+}
+
+#[tokio::test]
+async fn managers_of_one_process_refresh_at_their_own_endpoints() {
+    let (first, second) = (Setup::new().await, Setup::new().await);
+    first.answer_with_tokens(ALICE, 2).await;
+    second.answer_with_tokens(ALICE, 3).await;
+    let mut managers = Vec::new();
+    for setup in [&first, &second] {
+        write_auth(
+            setup.home(),
+            &document_json(ALICE, 1, std::time::SystemTime::now(), 60, true),
+        );
+        let config = StoreConfig::new(setup.home())
+            .token_url(Some(format!("{}/oauth/token", setup.server.uri())))
+            .client_id(Some("app_adopter".into()))
+            .request_timeout(Duration::from_secs(5));
+        managers.push(config.manager(ManagerOptions::default()).await.unwrap());
+    }
+    for manager in &managers {
+        manager.auth().await.unwrap();
+    }
+    assert_eq!((first.requests().await, second.requests().await), (1, 1));
+    assert!(refresh_token_on_disk(first.home()).as_deref() == Some("rt-user-alice-2"));
+    assert!(refresh_token_on_disk(second.home()).as_deref() == Some("rt-user-alice-3"));
+    let body: Value = first.server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(body["client_id"], "app_adopter");
+
+    let bad = StoreConfig::new(first.home()).token_url(Some("ftp://example.com/token".into()));
+    let error = bad.manager(ManagerOptions::default()).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput);
+    assert!(
+        error.to_string().contains("ftp://example.com/token"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_managers_own_freshness_decides_when_it_refreshes() {
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 2).await;
+    // Ten minutes left: fresh for a 60 s window, stale for a 15-minute one.
+    write_auth(
+        setup.home(),
+        &document_json(ALICE, 1, setup.clock.now(), 600, true),
+    );
+    let narrow = Freshness {
+        refresh_window: Duration::from_secs(60),
+        ..Freshness::default()
+    };
+    let manager = AuthManager::new(setup.home(), setup.options().freshness(narrow)).unwrap();
+    assert_eq!(
+        manager.refresh(false).await.unwrap().1,
+        RefreshOutcome::Fresh
+    );
+    assert_eq!(setup.requests().await, 0);
+    let wide = Freshness {
+        refresh_window: Duration::from_secs(900),
+        ..Freshness::default()
+    };
+    let manager = AuthManager::new(setup.home(), setup.options().freshness(wide)).unwrap();
+    assert_eq!(
+        manager.refresh(false).await.unwrap().1,
+        RefreshOutcome::Refreshed
+    );
+    assert_eq!(setup.requests().await, 1);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_does_not_answer_in_time_or_cannot_be_reached_says_which() {
+    // Does not answer in time.
+    let setup = Setup::new().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&setup.server)
+        .await;
+    write_auth(
+        setup.home(),
+        &document_json(ALICE, 1, setup.clock.now(), 60, true),
+    );
+    let options = setup.options().authority(
+        AuthorityConfig::default()
+            .token_url(format!("{}/oauth/token", setup.server.uri()))
+            .request_timeout(Duration::from_millis(300)),
+    );
+    let error = AuthManager::new(setup.home(), options)
+        .unwrap()
+        .auth()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert_eq!(error.network_failure(), Some(NetworkFailure::TimedOut));
+
+    // Cannot be reached: a loopback port nobody listens on (refused at once).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let options = setup.options().authority(
+        AuthorityConfig::default().token_url(format!("http://127.0.0.1:{port}/oauth/token")),
+    );
+    let error = AuthManager::new(setup.home(), options)
+        .unwrap()
+        .auth()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert_eq!(error.network_failure(), Some(NetworkFailure::Unreachable));
+
+    // An answer, even a failing one, is neither.
+    let setup = Setup::new().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&setup.server)
+        .await;
+    write_auth(
+        setup.home(),
+        &document_json(ALICE, 1, setup.clock.now(), 60, true),
+    );
+    let error = setup.manager().auth().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Transient);
+    assert_eq!(error.network_failure(), None);
+
+    // Nor is a lock that was not acquired in time.
+    let other = authstore::store::FileStore::new(setup.home(), StoreOptions::default());
+    let _held = other.begin().await.unwrap();
+    let options = setup
+        .options()
+        .store(StoreOptions::default().lock_deadline(Duration::from_millis(100)));
+    let error = AuthManager::new(setup.home(), options)
+        .unwrap()
+        .force_refresh()
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::LockTimeout);
+    assert_eq!(error.network_failure(), None);
+}
+
+/// An access token as ChatGPT's are: its claims name the account and the user.
+fn chatgpt_access_token(who: Who, generation: u32, expires_in: i64) -> String {
+    let exp = epoch_secs(std::time::SystemTime::now()) as i64 + expires_in;
+    let mut auth = serde_json::Map::new();
+    if let Some(account) = who.account {
+        auth.insert("chatgpt_account_id".into(), json!(account));
+    }
+    if let Some(user) = who.user {
+        auth.insert("chatgpt_user_id".into(), json!(user));
+    }
+    unsigned_jwt(&json!({"exp": exp, "g": generation, "https://api.openai.com/auth": auth}))
+}
+
+/// `who`'s document of generation `generation`, whose access token is `access_token`.
+fn document_with_access_token(
+    setup: &Setup,
+    who: Who,
+    generation: u32,
+    access_token: &str,
+) -> Value {
+    let mut document = document_json(who, generation, setup.clock.now(), HOUR, true);
+    document["tokens"]["access_token"] = json!(access_token);
+    document
+}
+
+const CAROL_OTHER_ACCOUNT: Who = Who {
+    account: Some("acct-2"),
+    user: Some("user-carol"),
+};
+
+#[tokio::test]
+async fn a_rejected_token_string_adopts_a_newer_token_of_its_identity_without_calling_the_endpoint()
+{
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 99).await;
+    let rejected = chatgpt_access_token(ALICE, 1, HOUR);
+    let newer = document_with_access_token(&setup, ALICE, 2, &chatgpt_access_token(ALICE, 2, HOUR));
+    write_auth(setup.home(), &newer);
+
+    // A manager that has never read the store: the identity is the token's.
+    let manager = setup.manager();
+    let got = manager.unauthorized_token(&rejected, None).await.unwrap();
+    assert_eq!(got.document(), &parse(&newer));
+    assert_eq!(setup.requests().await, 0);
+    assert_eq!(manager.stats().adopted, 1);
+
+    // Once this manager holds the newer token, the same rejection is answered from it, without
+    // even a transaction.
+    let transactions = manager.stats().transactions;
+    let again = manager.unauthorized_token(&rejected, None).await.unwrap();
+    assert_eq!(again.document(), &parse(&newer));
+    assert_eq!(manager.stats().transactions, transactions);
+    assert_eq!(setup.requests().await, 0);
+}
+
+#[tokio::test]
+async fn a_rejected_token_string_never_adopts_another_users_or_accounts_login() {
+    for other in [BOB_SAME_ACCOUNT, CAROL_OTHER_ACCOUNT] {
+        let setup = Setup::new().await;
+        setup.answer_with_tokens(ALICE, 99).await;
+        let login =
+            document_with_access_token(&setup, other, 7, &chatgpt_access_token(other, 7, HOUR));
+        write_auth(setup.home(), &login);
+        let before = std::fs::read(setup.home().join("auth.json")).unwrap();
+
+        // Before this, a manager that had never read Alice's login adopted whatever it found.
+        let manager = setup.manager();
+        let error = manager
+            .unauthorized_token(&chatgpt_access_token(ALICE, 1, HOUR), None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::ReloginRequired(ReloginReason::IdentityChanged),
+            "{other:?}"
+        );
+        // So is an opaque token said to be of Alice's account, against another account's login.
+        if other.account != ALICE.account {
+            let error = manager
+                .unauthorized_token("opaque-token", Some("acct-1"))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                error.kind(),
+                ErrorKind::ReloginRequired(ReloginReason::IdentityChanged)
+            );
+        }
+        assert_eq!(setup.requests().await, 0);
+        assert!(
+            std::fs::read(setup.home().join("auth.json")).unwrap() == before,
+            "the other login was changed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rejected_token_string_still_in_the_store_is_refreshed_once() {
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 2).await;
+    let rejected = chatgpt_access_token(ALICE, 1, HOUR);
+    write_auth(
+        setup.home(),
+        &document_with_access_token(&setup, ALICE, 1, &rejected),
+    );
+    let manager = setup.manager();
+
+    let got = manager.unauthorized_token(&rejected, None).await.unwrap();
+    assert_eq!(setup.requests().await, 1);
+    assert!(
+        got.document().refresh_token().unwrap().expose() == "rt-user-alice-2",
+        "not the rotated refresh token"
+    );
+    assert!(
+        refresh_token_on_disk(setup.home()).as_deref() == Some("rt-user-alice-2"),
+        "not the rotated refresh token on disk"
+    );
+
+    // An opaque token is its own proof of lineage while the store holds it; named with its
+    // account, that account is checked against the store's.
+    let setup = Setup::new().await;
+    setup.answer_with_tokens(ALICE, 2).await;
+    write_auth(
+        setup.home(),
+        &document_with_access_token(&setup, ALICE, 1, "opaque-token"),
+    );
+    let manager = setup.manager();
+    let error = manager
+        .unauthorized_token("opaque-token", Some("acct-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        ErrorKind::ReloginRequired(ReloginReason::IdentityChanged)
+    );
+    manager.reset();
+    let got = manager
+        .unauthorized_token("opaque-token", Some("acct-1"))
+        .await
+        .unwrap();
+    assert_eq!(setup.requests().await, 1);
+    assert!(got.document().refresh_token().unwrap().expose() == "rt-user-alice-2");
+}
+
+#[tokio::test]
+async fn a_rejected_token_string_recovers_from_reuse_with_the_successor_of_its_identity() {
+    let setup = Setup::new().await;
+    let rejected = chatgpt_access_token(ALICE, 1, HOUR);
+    write_auth(
+        setup.home(),
+        &document_with_access_token(&setup, ALICE, 1, &rejected),
+    );
+    let newer = document_json(ALICE, 2, setup.clock.now(), HOUR, true);
+    Mock::given(method("POST"))
+        .respond_with(WriteThenReused {
+            home: setup.home().to_owned(),
+            newer: newer.clone(),
+        })
+        .mount(&setup.server)
+        .await;
+    let manager = setup.manager();
+
+    let got = manager.unauthorized_token(&rejected, None).await.unwrap();
+    assert_eq!(got.document(), &parse(&newer));
+    assert_eq!(manager.stats().reuse_recovered, 1);
+    assert_eq!(setup.requests().await, 1);
+}
+
+#[tokio::test]
+async fn a_rejected_token_string_that_is_not_a_token_or_names_another_account_is_invalid_input() {
+    let setup = Setup::new().await;
+    write_auth(
+        setup.home(),
+        &document_json(ALICE, 1, setup.clock.now(), HOUR, true),
+    );
+    let manager = setup.manager();
+    let alices = chatgpt_access_token(ALICE, 1, HOUR);
+    for (token, account) in [("", None), ("a b", None), (alices.as_str(), Some("acct-2"))] {
+        let error = manager
+            .unauthorized_token(token, account)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidInput);
+        assert!(!error.to_string().contains(&alices), "{error}");
+    }
+    assert_eq!(manager.stats().transactions, 0);
 }
