@@ -2,9 +2,10 @@
 # The Python package's tests, as a package index would ship it: `maturin sdist` of
 # bindings/python (the source distribution carries the library, the command-line and simulator
 # crates it depends on), then `pip install` of that sdist into a fresh virtual environment (pip
-# builds the wheel from it; the Rust toolchain compiles the extension), then pytest
-# (bindings/python/tests) against the embedded token authority. Fails when a test fails or
-# when pytest finds no test at all (its exit code 5).
+# builds the wheel from it; the Rust toolchain compiles the extension), with the extras the
+# tests use (httpx and requests, for authstore.httpx and authstore.requests), then pytest
+# (bindings/python/tests) against the embedded token authority and local HTTP servers. Fails
+# when a test fails or when pytest finds no test at all (its exit code 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "$venv/bin/maturin" sdist --manifest-path bindings/python/Cargo.toml --out "$venv/sdist" >&2
 sdist=("$venv"/sdist/authstore-*.tar.gz)
 echo "python-tests: installing ${sdist[0]##*/}" >&2
-"${pip[@]}" install --quiet "${sdist[0]}"
+"${pip[@]}" install --quiet "${sdist[0]}[httpx,requests]"
 # Run from the tests' directory so that the installed package is tested, not the source tree.
 cd bindings/python/tests
 status=0

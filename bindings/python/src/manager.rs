@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use authstore::document::AuthDocument;
+use authstore::document::{AuthDocument, Freshness};
 use authstore::error::Error;
-use authstore::store::{Store, StoreConfig, StoreUrl, resolve_codex_home};
+use authstore::store::{Store, StoreConfig, StoreUrl, codex_home_from_path, resolve_codex_home};
 use authstore::{AuthSnapshot, ManagerOptions};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -33,7 +33,19 @@ pub(crate) struct AuthManager {
 #[pymethods]
 impl AuthManager {
     #[new]
-    #[pyo3(signature = (codex_home=None, *, lock_timeout=60.0, request_timeout=20.0, store=None, store_key="default"))]
+    #[pyo3(signature = (
+        codex_home=None,
+        *,
+        lock_timeout=60.0,
+        request_timeout=20.0,
+        store=None,
+        store_key="default",
+        token_url=None,
+        client_id=None,
+        refresh_window=300.0,
+        refresh_interval=691_200.0,
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one each
     fn new(
         py: Python<'_>,
         codex_home: Option<PathBuf>,
@@ -41,10 +53,23 @@ impl AuthManager {
         request_timeout: f64,
         store: Option<String>,
         store_key: &str,
+        token_url: Option<String>,
+        client_id: Option<String>,
+        refresh_window: f64,
+        refresh_interval: f64,
     ) -> PyResult<Self> {
         let lock_timeout = seconds("lock_timeout", lock_timeout)?;
         let request_timeout = seconds("request_timeout", request_timeout)?;
-        let home = resolve_codex_home(codex_home.as_deref()).map_err(to_py)?;
+        let freshness = Freshness {
+            refresh_window: seconds("refresh_window", refresh_window)?,
+            refresh_interval: seconds("refresh_interval", refresh_interval)?,
+        };
+        // A home, or the path of its auth.json.
+        let home = match codex_home {
+            Some(path) => codex_home_from_path(&path),
+            None => resolve_codex_home(None),
+        }
+        .map_err(to_py)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("authstore")
@@ -66,11 +91,16 @@ impl AuthManager {
             .shared(shared)
             .key(store_key)
             .lock_timeout(lock_timeout)
-            .request_timeout(request_timeout);
+            .request_timeout(request_timeout)
+            .token_url(token_url)
+            .client_id(client_id);
+        // Before anything is opened or connected: a bad endpoint is the caller's ValueError.
+        config.check().map_err(to_py)?;
+        let options = ManagerOptions::default().freshness(freshness);
         let manager = py
             .detach(|| {
                 let _entered = runtime.enter();
-                runtime.block_on(config.manager(ManagerOptions::default()))
+                runtime.block_on(config.manager(options))
             })
             .map_err(to_py)?;
         Ok(Self {
@@ -104,13 +134,43 @@ impl AuthManager {
         }
     }
 
-    /// Recovery after a request made with `credentials` got HTTP 401: adopts newer credentials
-    /// another process wrote, or refreshes.
-    fn unauthorized(&self, py: Python<'_>, credentials: &Credentials) -> PyResult<Credentials> {
+    /// Recovery after a request got HTTP 401, made with `rejected`: the Credentials it used, or
+    /// the access token string it sent (its identity from its claims, or `account_id`). Adopts
+    /// newer credentials of the same identity another process wrote, or refreshes; another
+    /// identity's login is refused (ReloginRequired, reason identity_changed).
+    #[pyo3(signature = (rejected, *, account_id=None))]
+    fn unauthorized(
+        &self,
+        py: Python<'_>,
+        rejected: &Bound<'_, PyAny>,
+        account_id: Option<String>,
+    ) -> PyResult<Credentials> {
         let manager = self.manager.clone();
-        let rejected = credentials.snapshot.clone();
-        self.block(py, async move { manager.unauthorized(&rejected).await })
-            .map(Credentials::from)
+        if let Ok(credentials) = rejected.cast::<Credentials>() {
+            if account_id.is_some() {
+                return Err(PyValueError::new_err(
+                    "account_id= is for an access token string; Credentials name their own \
+                     account",
+                ));
+            }
+            let held = credentials.get().snapshot.clone();
+            return self
+                .block(py, async move { manager.unauthorized(&held).await })
+                .map(Credentials::from);
+        }
+        let Ok(token) = rejected.cast::<PyString>() else {
+            return Err(PyTypeError::new_err(
+                "unauthorized() takes the Credentials or the access token (str) the rejected \
+                 request was made with",
+            ));
+        };
+        let token: String = token.extract()?;
+        self.block(py, async move {
+            manager
+                .unauthorized_token(&token, account_id.as_deref())
+                .await
+        })
+        .map(Credentials::from)
     }
 
     /// Refreshes when stale (or now with force=True); says what happened.
@@ -230,6 +290,24 @@ impl Credentials {
         self.snapshot.account_id().map(str::to_owned)
     }
 
+    /// The ChatGPT user id (from the id token), when known.
+    #[getter]
+    fn user_id(&self) -> Option<String> {
+        self.snapshot.identity().user_id.clone()
+    }
+
+    /// The user's email (from the id token), when known.
+    #[getter]
+    fn email(&self) -> Option<String> {
+        self.snapshot.claims().email
+    }
+
+    /// The ChatGPT plan (`plus`, `pro`, ...; from the id token), when known.
+    #[getter]
+    fn plan_type(&self) -> Option<String> {
+        self.snapshot.claims().plan
+    }
+
     /// When the access token expires: an aware UTC datetime, or None when unknown.
     #[getter]
     fn expires_at<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
@@ -282,8 +360,11 @@ fn python_literal(value: Option<&str>) -> String {
 }
 
 pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| PyValueError::new_err(format!("{name}={value}: expected seconds (>= 0)")))
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name}={value}: expected a finite number of seconds (>= 0)"
+        ))
+    })
 }
 
 /// A JSON value as the Python object `json.loads` makes of it.

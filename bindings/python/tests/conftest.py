@@ -4,11 +4,14 @@ through it. Every wait is bounded; nothing leaves loopback; every token is a fak
 authority made."""
 
 import base64
+import contextlib
 import json
 import os
+import http.server
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -70,10 +73,9 @@ def _read_line(stream, bound):
     return lines.get(timeout=bound)
 
 
-@pytest.fixture
-def authority(monkeypatch):
-    """A fresh authority on a free loopback port; its token URL is exported for this process
-    and the processes it starts."""
+@contextlib.contextmanager
+def running_authority():
+    """The embedded authority on a free loopback port, stopped on exit."""
     process = subprocess.Popen(
         [authstore_command(), "authority", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -84,11 +86,7 @@ def authority(monkeypatch):
     try:
         line = _read_line(process.stdout, BOUND)
         assert line.startswith("listening on http://127.0.0.1:"), line
-        base_url = line.split()[-1].rstrip("/")
-        monkeypatch.setenv("CODEX_REFRESH_TOKEN_URL_OVERRIDE", base_url + "/oauth/token")
-        monkeypatch.delenv("CODEX_HOME", raising=False)
-        monkeypatch.delenv("AUTHSTORE_STORE", raising=False)
-        yield Authority(process, base_url)
+        yield Authority(process, line.split()[-1].rstrip("/"))
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -96,6 +94,25 @@ def authority(monkeypatch):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=BOUND)
+
+
+@pytest.fixture
+def authority(monkeypatch):
+    """A fresh authority on a free loopback port; its token URL is exported for this process
+    and the processes it starts."""
+    with running_authority() as authority:
+        monkeypatch.setenv("CODEX_REFRESH_TOKEN_URL_OVERRIDE", authority.token_url)
+        monkeypatch.delenv("CODEX_APP_SERVER_LOGIN_CLIENT_ID", raising=False)
+        monkeypatch.delenv("CODEX_HOME", raising=False)
+        monkeypatch.delenv("AUTHSTORE_STORE", raising=False)
+        yield authority
+
+
+@pytest.fixture
+def another_authority():
+    """A second authority, of its own (nothing exported): for managers given its token_url."""
+    with running_authority() as authority:
+        yield authority
 
 
 def jwt_payload(token):
@@ -192,3 +209,187 @@ def lock_holder():
 
 def which_authstore():
     return shutil.which("authstore", path=str(Path(sys.executable).parent))
+
+
+def expect(condition, message):
+    """`assert condition, message` whose failure shows the message only: never the values
+    compared (tokens, even fake ones, stay out of failure messages)."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def closed_port():
+    """A loopback port nobody listens on: a connection to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A token URL whose server takes the connection (the kernel's backlog) and never
+    answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/oauth/token"
+
+
+def _serve(handler_class):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    return server, thread
+
+
+class RecordingTokenEndpoint:
+    """A token endpoint that records each request's JSON body and answers with new fake
+    tokens of the identity it was given (what an authority that does not rotate would)."""
+
+    def __init__(self, account="acct-py", user="user-py"):
+        self.bodies = []
+        #: The status it answers with; anything but 200 comes with an error body.
+        self.status = 200
+        endpoint = self
+        auth = {"chatgpt_account_id": account, "chatgpt_user_id": user}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                endpoint.bodies.append(json.loads(self.rfile.read(length)))
+                claims = {"exp": int(time.time()) + 3600, "https://api.openai.com/auth": auth}
+                answer = json.dumps(
+                    {
+                        "access_token": fake_jwt(dict(claims, n=len(endpoint.bodies))),
+                        "id_token": fake_jwt(claims),
+                        "refresh_token": f"rt-recorded-{len(endpoint.bodies)}",
+                    }
+                    if endpoint.status == 200
+                    else {"error": "server_error"}
+                ).encode()
+                self.send_response(endpoint.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server, self.thread = _serve(Handler)
+        self.token_url = f"http://127.0.0.1:{self.server.server_address[1]}/oauth/token"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(BOUND)
+
+
+@pytest.fixture
+def recording_endpoint():
+    endpoint = RecordingTokenEndpoint()
+    yield endpoint
+    endpoint.close()
+
+
+def fake_jwt(claims):
+    """An unsigned JWT carrying `claims`, as the embedded authority makes them."""
+
+    def part(value):
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.unsigned"
+
+
+class ResourceServer:
+    """An API on loopback: it answers 200 to a request whose bearer token is a live fake JWT
+    (as the authority issues them: `exp` in the future) that it was not told to reject, and 401
+    otherwise. It records every request: (token, account header, body).
+
+    `reject(token)`: that token gets 401 from then on. `reject_all`: every token does.
+    `on_reject`: called (once) with the token when the first rejected request arrives, before
+    the 401 is answered. `hold_rejections(n)`: the 401s are answered only once `n` requests
+    with a rejected token have arrived (so that `n` clients all carry the same token)."""
+
+    def __init__(self):
+        self.requests = []
+        self.rejected = set()
+        self.reject_all = False
+        self.on_reject = None
+        self._held = 0
+        self._arrived = 0
+        self._lock = threading.Condition()
+        resource = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+                token = token if scheme == "Bearer" and token else None
+                account = self.headers.get("ChatGPT-Account-Id")
+                status = resource._status(token)
+                with resource._lock:
+                    resource.requests.append((token, account, body, status))
+                self.send_response(status)
+                answer = b'{"ok": true}' if status == 200 else b'{"error": "unauthorized"}'
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server, self.thread = _serve(Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api"
+
+    def reject(self, token):
+        with self._lock:
+            self.rejected.add(token)
+
+    def hold_rejections(self, count):
+        self._held = count
+
+    def _status(self, token):
+        with self._lock:
+            rejected = self.reject_all or token is None or token in self.rejected
+            if not rejected:
+                try:
+                    live = jwt_payload(token)["exp"] > time.time()
+                except Exception:
+                    live = False
+                return 200 if live else 401
+            self._arrived += 1
+            first = self._arrived == 1
+            hook, self.on_reject = (self.on_reject, None) if first else (None, None)
+            deadline = time.monotonic() + BOUND
+            self._lock.notify_all()
+            while self._arrived < self._held and time.monotonic() < deadline:
+                self._lock.wait(deadline - time.monotonic())
+        if hook is not None:
+            hook(token)
+        return 401
+
+    def tokens(self, status=None):
+        with self._lock:
+            return [t for t, _, _, s in self.requests if status is None or s == status]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(BOUND)
+
+
+@pytest.fixture
+def resource():
+    server = ResourceServer()
+    yield server
+    server.close()
+

@@ -93,6 +93,7 @@ def test_unavailable_when_another_process_holds_the_lock(stale_home, lock_holder
     with pytest.raises(authstore.Unavailable) as raised:
         manager.token()
     assert raised.value.kind == "lock_timeout"
+    assert isinstance(raised.value, TimeoutError)
     assert str(home / "auth.lock") in str(raised.value)
     assert_no_secret(raised.value, tokens_of(document))
     assert (home / "auth.json").read_bytes() == before
@@ -106,6 +107,7 @@ def test_unavailable_when_the_token_endpoint_is_unreachable(stale_home, monkeypa
     with pytest.raises(authstore.Unavailable) as raised:
         manager.token()
     assert raised.value.kind == "transient"
+    assert isinstance(raised.value, ConnectionError)
     assert_no_secret(raised.value, tokens_of(document))
 
 
@@ -149,6 +151,7 @@ def test_unavailable_when_the_shared_store_is_down_without_showing_its_password(
     with pytest.raises(authstore.Unavailable) as raised:
         authstore.AuthManager(tmp_path, store=url)
     assert raised.value.kind == "store_unavailable"
+    assert isinstance(raised.value, ConnectionError)  # refused: unreachable
     assert "postgres://someone@127.0.0.1:9/db" in str(raised.value)
     assert_no_secret(raised.value, ["pg-password-secret"])
     with pytest.raises(ValueError):

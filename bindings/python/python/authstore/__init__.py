@@ -11,7 +11,11 @@ calls release the GIL; one :class:`AuthManager` can be shared between threads.
 Errors are :class:`AuthstoreError` subclasses: :class:`NotLoggedIn`, :class:`ReloginRequired`
 (``.reason``), :class:`Unavailable` (lock timeout, network, store down) and
 :class:`InvalidFile`; each message is the ``authstore`` command's, naming the path, never a
-token. For asyncio see :mod:`authstore.aio`.
+token. They are Python's classes too where one fits: a lock or endpoint that did not answer in
+time is a ``TimeoutError`` (:class:`LockTimeout`, :class:`NetworkTimeout`), one that could not
+be reached a ``ConnectionError`` (:class:`Unreachable`), :class:`InvalidFile` a
+``ValueError``. For asyncio see :mod:`authstore.aio`; for HTTP clients, the auths of
+:mod:`authstore.httpx` and :mod:`authstore.requests` (extras ``httpx`` and ``requests``).
 """
 
 from ._native import (
@@ -20,9 +24,12 @@ from ._native import (
     AuthstoreError,
     Credentials,
     InvalidFile,
+    LockTimeout,
+    NetworkTimeout,
     NotLoggedIn,
     ReloginRequired,
     Unavailable,
+    Unreachable,
     Watch,
 )
 
@@ -32,8 +39,11 @@ __all__ = [
     "AuthstoreError",
     "Credentials",
     "InvalidFile",
+    "LockTimeout",
+    "NetworkTimeout",
     "NotLoggedIn",
     "ReloginRequired",
     "Unavailable",
+    "Unreachable",
     "Watch",
 ]

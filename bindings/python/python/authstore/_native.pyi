@@ -30,11 +30,25 @@ class ReloginRequired(AuthstoreError):
 
 class Unavailable(AuthstoreError):
     """Try again later: lock timeout, token authority unreachable, shared store down
-    (exit code 5)."""
+    (exit code 5). Raised as :class:`LockTimeout`, :class:`NetworkTimeout` or
+    :class:`Unreachable` when it is one of those."""
 
-class InvalidFile(AuthstoreError):
+class InvalidFile(AuthstoreError, ValueError):
     """``auth.json`` is not a valid credentials document or cannot be read; it was left
-    untouched (exit code 6)."""
+    untouched (exit code 6). Also a ``ValueError``."""
+
+class LockTimeout(Unavailable, TimeoutError):
+    """Another process held the lock past ``lock_timeout`` (``kind == "lock_timeout"``).
+    Also a ``TimeoutError``."""
+
+class NetworkTimeout(Unavailable, TimeoutError):
+    """The token endpoint (or the shared store) did not answer within ``request_timeout``
+    (``kind`` ``"transient"``, or ``"store_unavailable"``). Also a ``TimeoutError``."""
+
+class Unreachable(Unavailable, ConnectionError):
+    """The token endpoint (or the shared store) could not be reached: connection refused, no
+    route, no such host, TLS failed (``kind`` ``"transient"``, or ``"store_unavailable"``).
+    Also a ``ConnectionError``."""
 
 class Credentials:
     """Credentials for one request. ``repr`` and ``str`` never show a token."""
@@ -45,6 +59,15 @@ class Credentials:
     @property
     def account_id(self) -> Optional[str]:
         """The ChatGPT account id, when known."""
+    @property
+    def user_id(self) -> Optional[str]:
+        """The ChatGPT user id (from the id token), when known."""
+    @property
+    def email(self) -> Optional[str]:
+        """The user's email (from the id token), when known."""
+    @property
+    def plan_type(self) -> Optional[str]:
+        """The ChatGPT plan (``plus``, ``pro``, ...; from the id token), when known."""
     @property
     def expires_at(self) -> Optional[datetime.datetime]:
         """When the access token expires (an aware UTC datetime), when known."""
@@ -61,11 +84,21 @@ class Watch(Iterator[dict[str, Any]]):
 class AuthManager:
     """Credentials from the Codex home's ``auth.json``, shared safely with every other process.
 
-    ``codex_home`` as the command line resolves it (``$CODEX_HOME``, else ``~/.codex``);
-    ``lock_timeout``: seconds to wait for another process's transaction (then
-    :class:`Unavailable`); ``request_timeout``: seconds to wait for the token endpoint;
-    ``store``: a ``postgres://`` URL of a shared store (builds with ``HAS_POSTGRES``), with
-    ``auth.json`` as its local mirror, the credential under ``store_key``.
+    ``codex_home``: the Codex home, or the path of its ``auth.json`` (another file name is a
+    ``ValueError``: Codex's lock files are named for the home); ``None`` as the command line
+    resolves it (``$CODEX_HOME``, else ``~/.codex``). ``lock_timeout``: seconds to wait for
+    another process's transaction (then :class:`LockTimeout`); ``request_timeout``: seconds to
+    wait for the token endpoint (then :class:`NetworkTimeout`); ``store``: a ``postgres://``
+    URL of a shared store (builds with ``HAS_POSTGRES``), with ``auth.json`` as its local
+    mirror, the credential under ``store_key``.
+
+    ``token_url`` and ``client_id``: this manager's token endpoint and OAuth client id
+    (``None``: ``CODEX_REFRESH_TOKEN_URL_OVERRIDE`` and ``CODEX_APP_SERVER_LOGIN_CLIENT_ID``
+    when set, else Codex's); a ``token_url`` that is not an ``http(s)`` URL is a
+    ``ValueError``. ``refresh_window``: seconds before the access token's ``exp`` from which it
+    counts as stale (default 300); ``refresh_interval``: the age of ``last_refresh`` from which
+    tokens whose ``exp`` cannot be read count as stale (default 8 days). Negative or
+    non-finite seconds are a ``ValueError``.
 
     Every call blocks with the GIL released; one manager can be shared between threads, not
     across ``fork`` (a child makes its own; the parent's fails there with AuthstoreError).
@@ -79,6 +112,10 @@ class AuthManager:
         request_timeout: float = 20.0,
         store: Optional[str] = None,
         store_key: str = "default",
+        token_url: Optional[str] = None,
+        client_id: Optional[str] = None,
+        refresh_window: float = 300.0,
+        refresh_interval: float = 691200.0,
     ) -> None: ...
     @property
     def location(self) -> str:
@@ -87,9 +124,17 @@ class AuthManager:
         """Fresh credentials, refreshed (once across all processes) when stale."""
     def token(self) -> str:
         """A valid access token."""
-    def unauthorized(self, credentials: Credentials) -> Credentials:
-        """After a request made with ``credentials`` got HTTP 401: adopts the credentials
-        another process wrote meanwhile, or refreshes."""
+    def unauthorized(
+        self, rejected: Union[Credentials, str], *, account_id: Optional[str] = None
+    ) -> Credentials:
+        """After a request got HTTP 401, with ``rejected``: the :class:`Credentials` it was
+        made with, or the access token string it sent. Adopts newer credentials of the same
+        identity another process wrote meanwhile (no refresh), or refreshes. For a string, the
+        identity is the token's (its JWT claims name the account and user) or ``account_id``
+        (for a token without them); another account's or user's login, or one whose user
+        cannot be proven the same, is refused: :class:`ReloginRequired` with reason
+        ``identity_changed``, nothing written. ``ValueError`` for ``account_id`` with
+        Credentials, or one that contradicts the token's claims."""
     def refresh(self, force: bool = False) -> Literal["refreshed", "adopted", "fresh"]:
         """Refreshes when stale, or now with ``force``; says what happened."""
     def login(self, document: Union[dict[str, Any], str, bytes]) -> Credentials:

@@ -6,13 +6,16 @@ does not slow the loop down. ``await authstore.aio.token(manager)`` is
 """
 
 import asyncio
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from . import AuthManager, Credentials
 
 __all__ = ["credentials", "token", "unauthorized", "refresh"]
 
+_T = TypeVar("_T")
 
-async def _run(function, *args, **kwargs):
+
+async def _run(function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
@@ -26,9 +29,16 @@ async def token(manager: AuthManager) -> str:
     return await _run(manager.token)
 
 
-async def unauthorized(manager: AuthManager, credentials: Credentials) -> Credentials:
+async def unauthorized(
+    manager: AuthManager,
+    rejected: Union[Credentials, str],
+    *,
+    account_id: Optional[str] = None,
+) -> Credentials:
     """:meth:`AuthManager.unauthorized` without blocking the event loop."""
-    return await _run(manager.unauthorized, credentials)
+    if account_id is None:
+        return await _run(manager.unauthorized, rejected)
+    return await _run(manager.unauthorized, rejected, account_id=account_id)
 
 
 async def refresh(manager: AuthManager, force: bool = False) -> str:
