@@ -34,6 +34,11 @@ pub const CLIENT_ID_ENV: &str = "CODEX_APP_SERVER_LOGIN_CLIENT_ID";
 /// transient failure, and nothing beyond this is held in memory.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
+/// Sent with every request a refresh transaction makes, which holds its home's `auth.lock`: a
+/// broker in front of the same home (SPEC §9) must then pass the request to its upstream rather
+/// than run the transaction again, which would wait for the very lock the sender holds.
+pub const IN_TRANSACTION_HEADER: &str = "authstore-in-transaction";
+
 /// Error codes that mean the refresh token is dead: never retried with the same token.
 const PERMANENT_CODES: [&str; 4] = [
     "refresh_token_expired",
@@ -235,6 +240,7 @@ pub struct TokenClient {
     /// milliseconds, which a command that finds a fresh token should not pay.
     http: Arc<OnceLock<Result<reqwest::Client, String>>>,
     config: AuthorityConfig,
+    in_transaction: bool,
 }
 
 impl TokenClient {
@@ -243,6 +249,23 @@ impl TokenClient {
         Self {
             http: Arc::default(),
             config,
+            in_transaction: false,
+        }
+    }
+
+    /// Marks every request as made inside a refresh transaction ([`IN_TRANSACTION_HEADER`]).
+    /// Default: not marked.
+    pub fn in_transaction(mut self) -> Self {
+        self.in_transaction = true;
+        self
+    }
+
+    fn post(&self, http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+        let request = http.post(url);
+        if self.in_transaction {
+            request.header(IN_TRANSACTION_HEADER, "1")
+        } else {
+            request
         }
     }
 
@@ -288,8 +311,8 @@ impl TokenClient {
         let http = self
             .http()
             .map_err(|reason| RefreshFailure::transient(reason, true))?;
-        let response = http
-            .post(&self.config.token_url)
+        let response = self
+            .post(http, &self.config.token_url)
             .json(&body)
             .send()
             .await
@@ -313,8 +336,7 @@ impl TokenClient {
             "client_id": self.config.client_id,
         });
         let response = self
-            .http()?
-            .post(self.config.revoke_url())
+            .post(self.http()?, &self.config.revoke_url())
             .json(&body)
             .send()
             .await

@@ -138,6 +138,8 @@ struct Inner {
     /// Set where the failure is known first-hand (the HTTP client's own flags); otherwise
     /// [`Error::network_failure`] reads the source chain.
     network: Option<NetworkFailure>,
+    /// For a refresh token the authority rejected: its HTTP status and error code.
+    rejection: Option<(u16, String)>,
 }
 
 /// What a kind needs beyond its location.
@@ -162,6 +164,7 @@ impl Error {
                 detail,
                 source: None,
                 network: None,
+                rejection: None,
             }),
         }
     }
@@ -170,6 +173,23 @@ impl Error {
     pub(crate) fn with_network(mut self, network: Option<NetworkFailure>) -> Self {
         self.inner.network = network;
         self
+    }
+
+    /// Records what the authority answered when it rejected the refresh token.
+    pub(crate) fn with_rejection(mut self, status: u16, code: String) -> Self {
+        self.inner.rejection = Some((status, code));
+        self
+    }
+
+    /// For a re-login required because the token authority rejected the refresh token in
+    /// this call: the HTTP status it answered and its error code (`none` when it gave none),
+    /// as a token endpoint in front of it must pass them on. `None` for every other error,
+    /// including a token rejected earlier and not sent again.
+    pub fn rejection(&self) -> Option<(u16, &str)> {
+        self.inner
+            .rejection
+            .as_ref()
+            .map(|(status, code)| (*status, code.as_str()))
     }
 
     fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {

@@ -107,6 +107,7 @@ pub mod error;
 mod failpoint;
 pub mod manager;
 pub mod policy;
+pub mod rotations;
 pub mod secret;
 /// The embedded local token authority (feature `simulator`): the `authstore-simulator` crate,
 /// re-exported. It imports nothing from this library, so it is a crate of its own, and programs
@@ -118,5 +119,5 @@ pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
 pub use manager::{
-    AuthEvent, AuthManager, AuthSnapshot, ManagerOptions, RefreshOutcome, RequestHeaders,
+    AuthEvent, AuthManager, AuthSnapshot, ManagerOptions, RefreshOutcome, RequestHeaders, Rotation,
 };

@@ -22,6 +22,10 @@ pub enum RefreshReason {
     Unauthorized,
     /// The caller wants new tokens whatever their age.
     Forced,
+    /// A client presented the held refresh token to be rotated (the broker, for a Codex
+    /// process): done as soon as the store holds another refresh token of the same identity,
+    /// which the client gets instead; the held token is spent only while it is still current.
+    Rotation,
 }
 
 /// Why two identities are not the same, or that they are.
@@ -117,6 +121,7 @@ pub fn decide(
         RefreshReason::Proactive => !disk.is_stale(now, freshness),
         RefreshReason::Unauthorized => disk.access_token() != held.access_token(),
         RefreshReason::Forced => false,
+        RefreshReason::Rotation => disk.refresh_token() != held.refresh_token(),
     };
     if done {
         Decision::Adopt
@@ -414,6 +419,17 @@ mod tests {
         Decision::Adopt
     )]
     #[case::forced_refreshes_from_newer_disk(Some(doc("u", 2, FRESH)), RefreshReason::Forced, Decision::Refresh { adopted: true })]
+    #[case::rotation_of_the_current_token_refreshes(Some(doc("u", 1, FRESH)), RefreshReason::Rotation, Decision::Refresh { adopted: false })]
+    #[case::rotation_adopts_a_successor_even_stale(
+        Some(doc("u", 2, STALE)),
+        RefreshReason::Rotation,
+        Decision::Adopt
+    )]
+    #[case::rotation_never_adopts_another_user(
+        Some(doc("other", 2, FRESH)),
+        RefreshReason::Rotation,
+        Decision::IdentityChanged(Verdict::OtherUser)
+    )]
     fn decision_table(
         #[case] disk: Option<AuthDocument>,
         #[case] reason: RefreshReason,
@@ -442,6 +458,19 @@ mod tests {
         }
         assert_eq!(
             run(&held, Some(&disk), RefreshReason::Unauthorized),
+            Decision::Refresh { adopted: true }
+        );
+    }
+
+    #[test]
+    fn rotation_with_the_same_refresh_token_but_another_access_token_refreshes() {
+        let held = doc("u", 1, STALE);
+        let mut disk = held.clone();
+        if let Some(tokens) = disk.tokens.as_mut() {
+            tokens.access_token = crate::secret::Secret::new("at-rewritten");
+        }
+        assert_eq!(
+            run(&held, Some(&disk), RefreshReason::Rotation),
             Decision::Refresh { adopted: true }
         );
     }

@@ -31,6 +31,7 @@
 
 mod headers;
 mod options;
+mod rotation;
 mod snapshot;
 mod stats;
 mod transaction;
@@ -45,6 +46,7 @@ use tokio::sync::broadcast;
 
 pub use headers::RequestHeaders;
 pub use options::ManagerOptions;
+pub use rotation::Rotation;
 pub use snapshot::AuthSnapshot;
 use stats::Counters;
 pub use stats::Stats;
@@ -55,6 +57,7 @@ use crate::clock::Clock;
 use crate::document::{AuthDocument, Freshness};
 use crate::error::{Error, Location, ReloginReason, Result};
 use crate::policy::{RefreshReason, RejectedToken, documents_verdict};
+use crate::rotations::RotationRecord;
 use crate::store::{ChangeFeed, ChangeOptions, FileStore, Mark, Store};
 
 /// A change the manager made or saw, for long-running processes that want to know.
@@ -140,6 +143,10 @@ struct Inner {
     dead: Mutex<HashMap<u64, ReloginReason>>,
     counters: Counters,
     events: broadcast::Sender<AuthEvent>,
+    /// The home's rotation record, when the store has a local home.
+    rotations: Option<RotationRecord>,
+    /// What this manager last saw in the store, to notice a rotation made elsewhere.
+    seen: Mutex<Option<AuthDocument>>,
 }
 
 #[derive(Debug, Default)]
@@ -188,12 +195,15 @@ impl AuthManager {
     /// # Errors
     /// None today; see [`AuthManager::new`].
     pub fn with_store(store: impl Store + 'static, options: ManagerOptions) -> Result<Self> {
-        let client = TokenClient::new(options.authority.clone());
+        let client = TokenClient::new(options.authority.clone()).in_transaction();
         let feed = store.changes(ChangeOptions {
             watch: options.watch,
             poll: options.revalidate,
         });
         let (events, _) = broadcast::channel(64);
+        let rotations = store
+            .local_file()
+            .map(|file| RotationRecord::in_home(file.home()));
         Ok(Self {
             inner: Arc::new(Inner {
                 store: Arc::new(store),
@@ -207,6 +217,8 @@ impl AuthManager {
                 dead: Mutex::default(),
                 counters: Counters::default(),
                 events,
+                rotations,
+                seen: Mutex::default(),
             }),
         })
     }
@@ -428,6 +440,7 @@ impl AuthManager {
         // On an error the cache keeps its old mark, so the next call reads again rather than
         // trusting a cache that could not be checked.
         let disk = self.inner.store.read().await?;
+        self.observe(disk.as_ref(), self.inner.clock.now()).await;
         let Some(disk) = disk.filter(AuthDocument::has_credentials) else {
             let was_logged_in = self.clear_cache();
             if was_logged_in {
@@ -465,6 +478,7 @@ impl AuthManager {
     }
 
     fn install(&self, snapshot: AuthSnapshot, mark: Mark) -> Arc<AuthSnapshot> {
+        self.saw(&snapshot.document);
         let snapshot = Arc::new(snapshot);
         let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.snapshot = Some(snapshot.clone());

@@ -111,7 +111,10 @@ impl AuthManager {
 
         // Another task of this process may have finished the work while this one waited. Its
         // result is in the cache (possibly marked changed by the feed seeing its own write).
-        if let Some(current) = self.cached_snapshot()
+        // Not for a rotation: the cache may be older than the store the presented token was
+        // found in, and the client must get what replaced its token, nothing older.
+        if reason != RefreshReason::Rotation
+            && let Some(current) = self.cached_snapshot()
             && !held.is(&current)
             && held.decide(Some(&current.document), reason, now, &self.inner.freshness)
                 == Decision::Adopt
@@ -140,6 +143,7 @@ impl AuthManager {
         // this process's own writes.
         let mark = self.inner.feed.mark();
         let disk = transaction.read().await?;
+        self.observe(disk.as_ref(), now).await;
         let decision = held.decide(disk.as_ref(), reason, now, &self.inner.freshness);
         tracing::debug!(?reason, ?decision, "refresh transaction decided");
         let base = match (decision, disk) {
@@ -180,6 +184,7 @@ impl AuthManager {
             tracing::debug!("refresh token already rejected for good; not sending it again");
             return Err(self.relogin(reason));
         }
+        self.record_spend(&base, &refresh_token, now).await;
         Ok(Decided::Spend(Box::new(Spend {
             transaction,
             base,
@@ -285,7 +290,7 @@ impl AuthManager {
                 tracing::info!(status, %code, "the token authority rejected the refresh token");
                 self.remember_dead(&refresh_token, relogin);
                 self.inner.counters.relogin_required();
-                Err(self.relogin(relogin))
+                Err(self.relogin(relogin).with_rejection(status, code))
             }
             Err(RefreshFailure::Transient {
                 reason: why,
@@ -406,7 +411,9 @@ impl AuthManager {
         spent: &Secret,
     ) -> Result<Option<Arc<AuthSnapshot>>> {
         let mark = self.inner.feed.mark();
-        let Some(disk) = transaction.read().await? else {
+        let disk = transaction.read().await?;
+        self.observe(disk.as_ref(), self.inner.clock.now()).await;
+        let Some(disk) = disk else {
             return Ok(None);
         };
         let moved_on = disk.refresh_token().is_some_and(|token| token != spent);
@@ -439,7 +446,7 @@ impl AuthManager {
 
 /// Ends a transaction that wrote nothing. It is committed rather than dropped so that a
 /// mirroring store copies what it read; a failure changes nothing that was stored.
-async fn finish_read_only(transaction: Box<dyn Transaction>) {
+pub(super) async fn finish_read_only(transaction: Box<dyn Transaction>) {
     if let Err(error) = transaction.commit().await {
         tracing::debug!(error = %error.report(), "ending a read-only transaction failed");
     }

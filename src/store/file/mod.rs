@@ -39,7 +39,7 @@
 //!   call: the watch thread bumps a counter that `auth()` reads.
 
 mod atomic;
-mod lock;
+pub(crate) mod lock;
 mod presence;
 pub(crate) mod watch;
 
