@@ -222,7 +222,7 @@ fn report_event(report: &mut Reporter, event: &AuthEvent, expires_at: Option<Sys
 
 /// Listens for SIGINT and SIGTERM from now on (the handlers are installed before this returns)
 /// and resolves on the first of them.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

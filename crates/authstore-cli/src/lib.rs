@@ -29,6 +29,7 @@
 mod agent;
 #[cfg(feature = "simulator")]
 mod authority;
+mod broker;
 mod completions;
 #[cfg(feature = "simulator")]
 pub mod demo;
@@ -132,6 +133,9 @@ enum Command {
     Watch(watch::Args),
     /// Keep the tokens fresh ahead of Codex's refresh window, until SIGINT or SIGTERM
     Agent(agent::Args),
+    /// Be the token endpoint of this Codex home (point CODEX_REFRESH_TOKEN_URL_OVERRIDE at it),
+    /// so that every Codex refresh goes through the transaction; until SIGINT or SIGTERM
+    Broker(broker::Args),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) on stdout
     Completions(completions::Args),
     /// Print the man page (roff) on stdout, e.g. authstore man > ~/.local/share/man/man1/authstore.1
@@ -225,6 +229,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             Some(command) => agent::service::run(&cli, command),
             None => agent::run(&cli, args).await,
         },
+        Command::Broker(args) => broker::run(&cli, args).await,
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::run_man(),
         #[cfg(feature = "simulator")]

@@ -12,6 +12,7 @@ mod agent;
 mod agent_service;
 mod agent_standby;
 mod agent_wake;
+mod broker;
 mod cli_processes;
 mod completions;
 mod crash_points;

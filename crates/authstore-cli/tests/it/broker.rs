@@ -1,0 +1,531 @@
+#![cfg(all(unix, feature = "simulator"))] // Unix only: the broker is stopped with SIGTERM
+//! `authstore broker`, a real process of the real binary in front of the embedded token
+//! authority (family revocation on reuse), asked as Codex asks it: every answer, what reaches the
+//! authority, and what the home ends on.
+
+use std::process::Output;
+use std::time::Duration;
+
+use authstore_simulator::{Fault, Identity};
+use authstore_testkit::binary::*;
+use authstore_testkit::{alice, refresh_token_on_disk};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+
+/// A running `authstore broker` on a free loopback port, stopped (SIGTERM) when dropped.
+struct Broker {
+    child: Child,
+    url: String,
+}
+
+impl Broker {
+    /// `authstore broker` on `env`'s home, its upstream `env`'s authority, with `extra`
+    /// arguments; returns once it printed the URL it listens on.
+    async fn start(env: &Env, extra: &[&str]) -> Self {
+        let upstream = env.sim.token_url();
+        let mut args = vec!["broker", "--listen", "127.0.0.1:0", "--upstream", &upstream];
+        args.extend_from_slice(extra);
+        let mut child = env.command(&args).spawn().expect("start the broker");
+        let stdout = child.stdout.take().expect("the broker's stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(BOUND, lines.next_line())
+            .await
+            .expect("the broker printed its address within the bound")
+            .expect("read the broker's stdout")
+            .expect("the broker printed a line");
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("an unexpected first line: {first}"))
+            .to_owned();
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.ends_with("/oauth/token"),
+            "{url}"
+        );
+        // Keep reading stdout so that the broker never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, url }
+    }
+
+    fn revoke_url(&self) -> String {
+        self.url.replace("/oauth/token", "/oauth/revoke")
+    }
+
+    /// Stops the broker and returns what it wrote to stderr.
+    async fn stop(self) -> String {
+        let pid = self.child.id().expect("the broker runs") as i32;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let output = wait_output_bounded(self.child).await;
+        assert!(
+            output.status.success(),
+            "the broker ended with {:?}",
+            output.status
+        );
+        stderr(&output)
+    }
+}
+
+async fn wait_output_bounded(child: Child) -> Output {
+    authstore_testkit::process::wait_output_bounded(child).await
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(BOUND)
+        .build()
+        .unwrap()
+}
+
+/// A refresh as Codex sends it: JSON, its client id.
+async fn codex_refresh(url: &str, refresh_token: &str) -> (u16, Value) {
+    let body = json!({
+        "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+    });
+    let response = client()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("the broker answers");
+    answer(response).await
+}
+
+async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("the answer's body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn rt(document: &Value) -> String {
+    authstore_testkit::token(document, "refresh_token")
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_refreshes_of_the_current_token_at_once_make_one_authority_call_and_get_its_tokens()
+{
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+
+    let presented = rt(&before);
+    let answers =
+        futures::future::join_all((0..16).map(|_| codex_refresh(&broker.url, &presented))).await;
+
+    assert_eq!(
+        env.sim.refresh_calls(),
+        1,
+        "one authority call for sixteen refreshes"
+    );
+    assert_no_token_presented_twice(&env.sim);
+    let disk = env.disk();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{}", error_code(body));
+        for field in ["id_token", "access_token", "refresh_token"] {
+            assert_eq!(
+                body[field], disk["tokens"][field],
+                "{field} is the one now stored"
+            );
+        }
+        assert_eq!(body["token_type"], "Bearer");
+        assert!(body["expires_in"].as_u64().is_some_and(|secs| secs > 3000));
+    }
+    assert_ne!(
+        rt(&disk),
+        rt(&before),
+        "the home moved on to the authority's successor"
+    );
+    let family = env.sim.family_of(&rt(&disk)).expect("an issued token");
+    assert_eq!(env.sim.current_refresh_token(family), Some(rt(&disk)));
+    assert_eq!(
+        disk["x_custom"],
+        json!({"kept": true}),
+        "unknown fields survive"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_another_authstore_process_rotated_moments_ago_is_answered_with_its_successor() {
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    // Rotated by the command line straight at the authority, not through the broker.
+    assert_success(&env.run(&["refresh", "--force"]).await);
+    assert_eq!(env.sim.refresh_calls(), 1);
+
+    let (status, body) = codex_refresh(&broker.url, &rt(&before)).await;
+
+    assert_eq!(status, 200, "{}", error_code(&body));
+    assert_eq!(body["refresh_token"], env.disk()["tokens"]["refresh_token"]);
+    assert_eq!(body["access_token"], env.disk()["tokens"]["access_token"]);
+    assert_eq!(
+        env.sim.refresh_calls(),
+        1,
+        "no authority call for the rotated token"
+    );
+    assert_eq!(env.sim.reuse_rejections(), 0);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_codex_rotated_and_wrote_by_itself_is_answered_with_its_successor() {
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    // What Codex does without the broker: spend the token itself, write the file itself.
+    let issued = env
+        .sim
+        .refresh(&rt(&before))
+        .expect("the authority rotates");
+    let mut written = before.clone();
+    written["tokens"]["refresh_token"] = json!(issued.refresh_token);
+    written["tokens"]["access_token"] = json!(issued.access_token);
+    written["tokens"]["id_token"] = json!(issued.id_token);
+    written["last_refresh"] = json!(chrono::Utc::now().to_rfc3339());
+    std::fs::write(env.auth_path(), serde_json::to_vec(&written).unwrap()).unwrap();
+    // The broker follows the home; a presented token it has not yet seen rotate is looked up
+    // again inside the lock, so no wait is needed here.
+
+    let (status, body) = codex_refresh(&broker.url, &rt(&before)).await;
+
+    assert_eq!(status, 200, "{}", error_code(&body));
+    assert_eq!(body["refresh_token"], json!(issued.refresh_token));
+    assert_eq!(env.sim.refresh_calls(), 0, "nothing sent to the authority");
+    assert_eq!(env.sim.reuse_rejections(), 0);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_reuse_interval_a_rotated_token_is_forwarded_and_the_authoritys_rejection_passed_back()
+ {
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let broker = Broker::start(&env, &["--reuse-interval", "0"]).await;
+    assert_success(&env.run(&["refresh", "--force"]).await);
+    let stored = std::fs::read(env.auth_path()).unwrap();
+
+    let (status, body) = codex_refresh(&broker.url, &rt(&before)).await;
+
+    assert_eq!(status, 401, "the authority's own answer to a reused token");
+    assert_eq!(body["error"]["code"], "refresh_token_reused");
+    assert_eq!(env.sim.reuse_rejections(), 1, "it was forwarded");
+    assert_eq!(
+        std::fs::read(env.auth_path()).unwrap(),
+        stored,
+        "the store is untouched"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_users_token_is_never_answered_from_the_store() {
+    let env = Env::new().await;
+    let alices = env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    // Alice's token is rotated by authstore (so it is in the record), then Bob logs in here.
+    assert_success(&env.run(&["refresh", "--force"]).await);
+    let bob = Identity::new("acct-1", "user-bob");
+    let bobs = env.new_login(&bob, Duration::from_secs(3600));
+    assert_success(
+        &env.run(&["login", "--from", env.login_file(&bobs).to_str().unwrap()])
+            .await,
+    );
+
+    let (status, body) = codex_refresh(&broker.url, &rt(&alices)).await;
+
+    for field in ["id_token", "access_token", "refresh_token"] {
+        assert_ne!(
+            body[field], bobs["tokens"][field],
+            "Bob's {field} handed out for Alice's token"
+        );
+    }
+    assert_eq!(
+        status, 401,
+        "forwarded: the authority refuses the spent token"
+    );
+    assert_eq!(rt(&env.disk()), rt(&bobs), "Bob's login untouched");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_this_home_never_held_and_other_grants_are_forwarded_unchanged() {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    let stored = std::fs::read(env.auth_path()).unwrap();
+    let elsewhere = env.sim.auth_json(&Identity::new("acct-2", "user-carol"));
+
+    let (status, body) = codex_refresh(&broker.url, &rt(&elsewhere)).await;
+
+    assert_eq!(status, 200, "{}", error_code(&body));
+    let family = env.sim.family_of(&rt(&elsewhere)).unwrap();
+    assert_eq!(
+        body["refresh_token"],
+        json!(env.sim.current_refresh_token(family).unwrap())
+    );
+    assert!(
+        body.get("token_type").is_none(),
+        "the authority's answer, not one of the broker's"
+    );
+    assert_eq!(env.sim.refresh_calls(), 1);
+    assert_eq!(
+        std::fs::read(env.auth_path()).unwrap(),
+        stored,
+        "this home is untouched"
+    );
+
+    // A grant that is not a refresh goes on as it came (the authority refuses it).
+    let (status, _) = answer(
+        client()
+            .post(&broker.url)
+            .json(&json!({"grant_type": "authorization_code", "code": "c"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_encoded_refresh_grant_is_read_as_rfc_6749_writes_it() {
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}&client_id=app_EMoamEEZ73f0CkXaXp7hrann",
+        rt(&before)
+    );
+    let response = client()
+        .post(&broker.url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(response).await;
+
+    assert_eq!(status, 200, "{}", error_code(&body));
+    assert_eq!(body["refresh_token"], env.disk()["tokens"]["refresh_token"]);
+    assert_eq!(env.sim.refresh_calls(), 1);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_oauth_errors_and_change_nothing() {
+    let env = Env::new().await;
+    let document = env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    let stored = std::fs::read(env.auth_path()).unwrap();
+    let base = broker.url.trim_end_matches("/oauth/token").to_owned();
+    let http = client();
+
+    let not_found = [
+        http.get(&broker.url).send(),
+        http.post(format!("{base}/")).send(),
+        http.post(format!("{base}/oauth/token/x")).send(),
+        http.put(&broker.url).body("{}").send(),
+    ];
+    for response in futures::future::join_all(not_found).await {
+        let (status, body) = answer(response.unwrap()).await;
+        assert_eq!(status, 404);
+        assert_eq!(error_code(&body), "invalid_request");
+    }
+    let long = "x".repeat(100 * 1024);
+    let malformed = [
+        "{not json".to_owned(),
+        "[]".to_owned(),
+        r#"{"grant_type":"refresh_token"}"#.to_owned(),
+        r#"{"grant_type":"refresh_token","refresh_token":""}"#.to_owned(),
+        r#"{"grant_type":"refresh_token","refresh_token":42}"#.to_owned(),
+        r#"{"refresh_token":"rt"}"#.to_owned(),
+        format!(r#"{{"grant_type":"refresh_token","refresh_token":"{long}"}}"#),
+    ];
+    for body in malformed {
+        let response = http
+            .post(&broker.url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, answer) = answer(response).await;
+        assert_eq!(status, 400);
+        assert_eq!(error_code(&answer), "invalid_request");
+    }
+    assert_eq!(env.sim.refresh_calls(), 0);
+    assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+
+    // A revocation is forwarded, and changes nothing here either.
+    let revoke = json!({"token": rt(&document), "token_type_hint": "refresh_token"});
+    let response = http
+        .post(broker.revoke_url())
+        .json(&revoke)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(env.sim.revoke_calls(), 1);
+    assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_upstream_is_an_answer_codex_retries_and_a_rejection_passes_through() {
+    let env = Env::new().await;
+    let document = env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    let stored = std::fs::read(env.auth_path()).unwrap();
+
+    env.sim.set_fault(Fault::Status(500));
+    let (status, body) = codex_refresh(&broker.url, &rt(&document)).await;
+    assert!(
+        [502, 503, 504].contains(&status),
+        "{status}: Codex retries these"
+    );
+    assert_eq!(error_code(&body), "temporarily_unavailable");
+    assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+
+    env.sim.set_fault(Fault::Code {
+        status: 401,
+        code: "refresh_token_expired".into(),
+    });
+    let (status, body) = codex_refresh(&broker.url, &rt(&document)).await;
+    assert_eq!(status, 401);
+    assert_eq!(error_code(&body), "refresh_token_expired");
+    assert_eq!(
+        std::fs::read(env.auth_path()).unwrap(),
+        stored,
+        "nothing deleted or blanked"
+    );
+    broker.stop().await;
+
+    // No upstream at all: a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let nowhere = format!("http://127.0.0.1:{port}/oauth/token");
+    let mut command = env.command(&["broker", "--listen", "127.0.0.1:0", "--upstream", &nowhere]);
+    command.kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(BOUND, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = first.strip_prefix("listening on ").unwrap().to_owned();
+    let (status, _) = codex_refresh(&url, &rt(&document)).await;
+    assert!(
+        [502, 503, 504].contains(&status),
+        "{status}: Codex retries these"
+    );
+    assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authstore_processes_whose_token_url_is_the_broker_finish_without_waiting_for_their_own_lock()
+ {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+
+    // A lock timeout shorter than the request timeout: a process that waited on the broker
+    // while the broker waited on its lock would fail with exit 5.
+    let runs = (0..16).map(|_| {
+        let mut command = env.command(&["--lock-timeout", "8", "token"]);
+        command.env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", &broker.url);
+        run_bounded(command)
+    });
+    let outputs = futures::future::join_all(runs).await;
+
+    for output in &outputs {
+        assert_success(output);
+        assert_eq!(
+            stdout(output),
+            authstore_testkit::token(&env.disk(), "access_token")
+        );
+    }
+    assert_eq!(env.sim.refresh_calls(), 1);
+    assert_no_token_presented_twice(&env.sim);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_logs_no_token_even_at_trace() {
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let broker = Broker::start(&env, &["-vvv"]).await;
+    let (status, first) = codex_refresh(&broker.url, &rt(&before)).await;
+    assert_eq!(status, 200);
+    let (status, _) = codex_refresh(&broker.url, &rt(&before)).await;
+    assert_eq!(status, 200);
+    let _ = client().post(&broker.url).body("{not json").send().await;
+    let logs = broker.stop().await;
+
+    assert!(logs.contains("answered"), "the requests were logged");
+    let secrets = [&before, &first]
+        .into_iter()
+        .flat_map(|document| {
+            let tokens = document.get("tokens").unwrap_or(document);
+            ["id_token", "access_token", "refresh_token"]
+                .map(|field| tokens[field].as_str().unwrap().to_owned())
+        })
+        .collect::<Vec<_>>();
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "a token in the broker's log");
+    }
+    assert!(refresh_token_on_disk(env.home()).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_refuses_an_upstream_that_is_itself_and_bad_options() {
+    let env = Env::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    drop(taken);
+    let listen = format!("127.0.0.1:{port}");
+    let itself = format!("http://localhost:{port}/oauth/token");
+    let output = env
+        .run(&["broker", "--listen", &listen, "--upstream", &itself])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("own address"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = env
+        .run(&[
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--reuse-interval",
+            "100000",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    let output = env
+        .run(&[
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "ftp://x/y",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stdout(&output).is_empty());
+}
