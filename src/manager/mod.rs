@@ -238,6 +238,11 @@ impl AuthManager {
         self.inner.store.location()
     }
 
+    /// The token endpoint this manager refreshes at.
+    pub fn authority(&self) -> &crate::authority::AuthorityConfig {
+        self.inner.client.config()
+    }
+
     /// Whether changes are pushed by a directory watch (else looked for: one `stat` per call
     /// on the file store, a poll of a shared store).
     pub fn is_watching(&self) -> bool {

@@ -9,10 +9,10 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
-use authstore::AuthEvent;
 use authstore::document::{Freshness, format_timestamp};
 use authstore::error::{Error, ErrorKind};
 use authstore::store::{ActiveAgent, FileStore};
+use authstore::{AuthEvent, ManagerOptions};
 use serde_json::json;
 
 use super::{Cli, exit, when};
@@ -44,19 +44,34 @@ pub(crate) struct Args {
     /// One JSON object per line: {"time","event",...}
     #[arg(long)]
     json: bool,
+
+    /// Also be this home's token endpoint (`authstore broker`), once this agent is the active
+    /// one: point CODEX_REFRESH_TOKEN_URL_OVERRIDE at it
+    #[arg(long)]
+    broker: bool,
+
+    #[command(flatten)]
+    broker_options: super::broker::Options,
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     warn_if_inside_codex_window(args.ahead);
     let ahead = Duration::from_secs(args.ahead);
-    let manager = cli
-        .manager_with(|options| {
-            options.freshness(Freshness {
-                refresh_window: ahead,
-                ..Freshness::default()
-            })
-        })
-        .await?;
+    let freshness = Freshness {
+        refresh_window: ahead,
+        ..Freshness::default()
+    };
+    let manager = if args.broker {
+        // The agent's own refreshes go to the upstream too: the session's token URL is the
+        // broker, which is this process.
+        let config = args.broker_options.store_config(cli)?;
+        config
+            .manager(ManagerOptions::default().freshness(freshness))
+            .await?
+    } else {
+        cli.manager_with(|options| options.freshness(freshness))
+            .await?
+    };
     let mut report = Reporter { json: args.json };
     report.line(
         "started",
@@ -105,6 +120,18 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             json!({"pid": agent.presence().pid, "since": format_timestamp(agent.presence().since)}),
         );
         Some(agent)
+    };
+    // The token endpoint, once this agent is the active one (a standby must not hold the port:
+    // it could answer nothing a running broker would not).
+    let _broker = if args.broker {
+        let listening = super::broker::listen(&args.broker_options).await?;
+        report.line("broker", json!({"url": listening.url()}));
+        let broker = super::broker::Broker::new(manager.clone(), &args.broker_options).await?;
+        Some(super::broker::AbortOnDrop(tokio::spawn(
+            broker.serve(listening),
+        )))
+    } else {
+        None
     };
     let mut wake = wake::WakeWatch::start();
     let mut backoff = wake::Backoff::default();

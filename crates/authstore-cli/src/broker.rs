@@ -44,6 +44,7 @@ use authstore::authority::{
 };
 use authstore::error::{Error, ErrorKind, ReloginReason};
 use authstore::secret::Secret;
+use authstore::store::StoreConfig;
 use authstore::{AuthManager, AuthSnapshot, ManagerOptions, Rotation};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -54,6 +55,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::{Cli, exit};
+
+mod activation;
 
 /// Where the broker listens by default: loopback, on a port above Linux's ephemeral range
 /// (32768-60999), so that no outgoing connection is ever handed it.
@@ -70,11 +73,14 @@ const MAX_CONNECTIONS: usize = 512;
 /// The longest reuse interval accepted: the record keeps rotations for an hour.
 const MAX_REUSE_INTERVAL: u64 = 600;
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// The address to listen on (port 0 picks a free one); loopback unless given
+/// Where the broker listens and where it sends what it does not answer itself: `authstore
+/// broker`'s options, and `authstore agent --broker`'s.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Options {
+    /// The address to listen on (port 0 picks a free one); loopback unless given. Under
+    /// socket activation (LISTEN_FDS) the socket the service manager passes is used instead
     #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
-    listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
 
     /// The real token endpoint, where the broker's own refreshes and forwarded requests go
     #[arg(
@@ -83,74 +89,131 @@ pub(crate) struct Args {
         env = "AUTHSTORE_UPSTREAM_TOKEN_URL",
         default_value = DEFAULT_TOKEN_URL
     )]
-    upstream: String,
+    pub(crate) upstream: String,
 
     /// Seconds during which a refresh token this home rotated away is answered with the tokens
     /// that replaced it (0 turns it off)
     #[arg(long, value_name = "SECS", default_value_t = 60)]
-    reuse_interval: u64,
+    pub(crate) reuse_interval: u64,
 }
 
-/// What every request handler shares.
-struct Broker {
-    manager: AuthManager,
-    upstream: AuthorityConfig,
-    http: reqwest::Client,
-    reuse_interval: Duration,
-}
-
-pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
-    if args.reuse_interval > MAX_REUSE_INTERVAL {
-        return Err(Error::invalid_input(format!(
-            "--reuse-interval {}: at most {MAX_REUSE_INTERVAL} seconds",
-            args.reuse_interval
-        )));
+impl Options {
+    /// The store the broker serves, with the upstream as its token endpoint: the broker's own
+    /// refreshes go there, never to `CODEX_REFRESH_TOKEN_URL_OVERRIDE`, which names the broker
+    /// itself once the user's session points Codex at it.
+    pub(crate) fn store_config(&self, cli: &Cli) -> Result<StoreConfig, Error> {
+        if self.reuse_interval > MAX_REUSE_INTERVAL {
+            return Err(Error::invalid_input(format!(
+                "--reuse-interval {}: at most {MAX_REUSE_INTERVAL} seconds",
+                self.reuse_interval
+            )));
+        }
+        authority::check_token_url(&self.upstream)
+            .map_err(|error| Error::invalid_input(format!("--upstream: {error}")))?;
+        let client_id = std::env::var(CLIENT_ID_ENV)
+            .ok()
+            .filter(|id| !id.is_empty());
+        Ok(cli
+            .store_config()?
+            .token_url(Some(self.upstream.clone()))
+            .client_id(client_id))
     }
-    let listener = listen(args.listen).await?;
+}
+
+/// A bound listening socket, and its address.
+pub(crate) struct Listening {
+    listener: TcpListener,
+    address: SocketAddr,
+}
+
+impl Listening {
+    /// The token endpoint's URL, as Codex is to be pointed at it.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}{TOKEN_PATH}", self.address)
+    }
+}
+
+/// Binds `options.listen` (or takes the socket a service manager passed), refusing an upstream
+/// at the same address and warning about one off loopback.
+pub(crate) async fn listen(options: &Options) -> Result<Listening, Error> {
+    let listener = match activation::passed_listener()? {
+        Some(listener) => listener,
+        None => bind(options.listen).await?,
+    };
     let address = listener
         .local_addr()
-        .map_err(|e| Error::invalid_input(format!("cannot listen on {}: {e}", args.listen)))?;
-    refuse_itself(&args.upstream, address)?;
+        .map_err(|e| Error::invalid_input(format!("cannot listen on {}: {e}", options.listen)))?;
+    refuse_itself(&options.upstream, address)?;
     if !address.ip().is_loopback() {
         eprintln!(
             "authstore: warning: listening on {address}, which is not loopback: clients that are \
              not on this machine's loopback get no tokens from this home"
         );
     }
-    let client_id = std::env::var(CLIENT_ID_ENV)
-        .ok()
-        .filter(|id| !id.is_empty());
-    let config = cli
-        .store_config()?
-        .token_url(Some(args.upstream.clone()))
-        .client_id(client_id);
-    let upstream = config.authority();
+    Ok(Listening { listener, address })
+}
+
+/// What every request handler shares.
+pub(crate) struct Broker {
+    manager: AuthManager,
+    upstream: AuthorityConfig,
+    http: reqwest::Client,
+    reuse_interval: Duration,
+}
+
+pub(crate) async fn run(cli: &Cli, options: &Options) -> Result<u8, Error> {
+    let config = options.store_config(cli)?;
+    let listening = listen(options).await?;
     let manager = config.manager(ManagerOptions::default()).await?;
-    let broker = Arc::new(Broker {
-        manager,
-        http: forwarding_client(&upstream)?,
-        upstream,
-        reuse_interval: Duration::from_secs(args.reuse_interval),
-    });
-    // What the home holds now is what the first rotation made elsewhere is seen against.
-    broker.manager.look_for_rotation().await;
-    println!("listening on http://{address}{TOKEN_PATH}");
+    let broker = Broker::new(manager, options).await?;
+    println!("listening on {}", listening.url());
     // The first line is how a caller learns the port: it must not wait in a buffer.
     std::io::Write::flush(&mut std::io::stdout()).ok();
-    tracing::info!(%address, upstream = %broker.upstream.url(), "broker ready");
-
-    let follower = broker.manager.clone();
-    let follow = tokio::spawn(async move { follower.follow_rotations().await });
-    let served = serve(listener, broker);
     tokio::select! {
-        () = served => {}
+        () = broker.serve(listening) => {}
         () = super::agent::shutdown_signal() => {}
     }
-    follow.abort();
     Ok(exit::SUCCESS)
 }
 
-async fn listen(address: SocketAddr) -> Result<TcpListener, Error> {
+impl Broker {
+    /// A broker answering from `manager`'s store (whose token endpoint is the upstream). What
+    /// the home holds now is read first: it is what the first rotation made elsewhere is seen
+    /// against.
+    pub(crate) async fn new(manager: AuthManager, options: &Options) -> Result<Arc<Self>, Error> {
+        let upstream = manager.authority().clone();
+        manager.look_for_rotation().await;
+        Ok(Arc::new(Self {
+            http: forwarding_client(&upstream)?,
+            manager,
+            upstream,
+            reuse_interval: Duration::from_secs(options.reuse_interval),
+        }))
+    }
+
+    /// Serves `listening` until the future is dropped, following the store's rotations
+    /// meanwhile.
+    pub(crate) async fn serve(self: Arc<Self>, listening: Listening) {
+        tracing::info!(address = %listening.address, upstream = %self.upstream.url(), "broker ready");
+        let follower = self.manager.clone();
+        let follow = tokio::spawn(async move { follower.follow_rotations().await });
+        // Aborted with the future: a broker that stops also stops following.
+        let _follow = AbortOnDrop(follow);
+        accept(listening.listener, self).await;
+    }
+}
+
+/// Stops a task when dropped: what follows the store ends with the broker, and the agent's
+/// broker with the agent.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
     TcpListener::bind(address).await.map_err(|error| {
         let hint = match error.kind() {
             std::io::ErrorKind::AddrInUse => {
@@ -164,8 +227,6 @@ async fn listen(address: SocketAddr) -> Result<TcpListener, Error> {
 
 /// A broker whose upstream is itself would send every refresh back to itself.
 fn refuse_itself(upstream: &str, address: SocketAddr) -> Result<(), Error> {
-    authority::check_token_url(upstream)
-        .map_err(|error| Error::invalid_input(format!("--upstream: {error}")))?;
     let Ok(url) = reqwest::Url::parse(upstream) else {
         return Ok(());
     };
@@ -202,7 +263,7 @@ fn forwarding_client(upstream: &AuthorityConfig) -> Result<reqwest::Client, Erro
 }
 
 /// Accepts connections until the future is dropped; each is served on a task of its own.
-async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+async fn accept(listener: TcpListener, broker: Arc<Broker>) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -612,6 +673,5 @@ mod tests {
         ] {
             assert!(refuse_itself(other, address).is_ok(), "{other}");
         }
-        assert!(refuse_itself("ftp://x/y", address).is_err());
     }
 }

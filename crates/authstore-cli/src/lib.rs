@@ -135,7 +135,7 @@ enum Command {
     Agent(agent::Args),
     /// Be the token endpoint of this Codex home (point CODEX_REFRESH_TOKEN_URL_OVERRIDE at it),
     /// so that every Codex refresh goes through the transaction; until SIGINT or SIGTERM
-    Broker(broker::Args),
+    Broker(broker::Options),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) on stdout
     Completions(completions::Args),
     /// Print the man page (roff) on stdout, e.g. authstore man > ~/.local/share/man/man1/authstore.1

@@ -529,3 +529,119 @@ async fn a_broker_refuses_an_upstream_that_is_itself_and_bad_options() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stdout(&output).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_agent_with_broker_answers_codex_and_refreshes_at_the_upstream_itself() {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let upstream = env.sim.token_url();
+    let mut command = env.command(&[
+        "agent",
+        "--json",
+        "--broker",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+    ]);
+    // The session's token URL names the broker (here: nothing at all); the agent's own refresh
+    // must go to the upstream, not there.
+    command.env(
+        "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+        "http://127.0.0.1:9/oauth/token",
+    );
+    let mut agent = authstore_testkit::agent_process::Agent::spawn(command);
+    let url = agent.wait_for("broker").await["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    agent.wait_for("refreshed").await;
+    assert_eq!(
+        env.sim.refresh_calls(),
+        1,
+        "the agent refreshed at the upstream"
+    );
+
+    let current = rt(&env.disk());
+    let answers = futures::future::join_all((0..4).map(|_| codex_refresh(&url, &current))).await;
+
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{}", error_code(body));
+        assert_eq!(body["refresh_token"], env.disk()["tokens"]["refresh_token"]);
+    }
+    assert_eq!(
+        env.sim.refresh_calls(),
+        2,
+        "one call for four forced refreshes"
+    );
+    assert_no_token_presented_twice(&env.sim);
+    assert!(agent.end(libc::SIGTERM).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_socket_activation_the_broker_answers_on_the_socket_the_service_manager_holds() {
+    if std::process::Command::new("systemd-socket-activate")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: systemd-socket-activate is not installed");
+        return;
+    }
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = free.local_addr().unwrap();
+    drop(free);
+    let upstream = env.sim.token_url();
+    let broker = env.command(&["broker", "--upstream", &upstream]);
+    let program = broker.as_std().get_program().to_owned();
+    let mut command = tokio::process::Command::new("systemd-socket-activate");
+    command
+        .arg("--listen")
+        .arg(address.to_string())
+        .arg(program)
+        .args(broker.as_std().get_args())
+        .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", env.sim.token_url())
+        .env_remove("CODEX_HOME");
+    captured(&mut command);
+    let mut activator = command.spawn().unwrap();
+    // The socket is held before any broker runs: connecting succeeds, and the first request
+    // starts the broker on it.
+    let url = format!("http://{address}/oauth/token");
+    let mut answered = None;
+    for _ in 0..100 {
+        match client()
+            .post(&url)
+            .json(&json!({
+                "grant_type": "refresh_token",
+                "refresh_token": rt(&before),
+            }))
+            .send()
+            .await
+        {
+            Ok(response) => {
+                answered = Some(answer(response).await);
+                break;
+            }
+            // systemd-socket-activate binds a moment after it starts.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let (status, body) = answered.expect("the activated broker answered");
+    assert_eq!(status, 200, "{}", error_code(&body));
+    assert_eq!(body["refresh_token"], env.disk()["tokens"]["refresh_token"]);
+    assert_eq!(env.sim.refresh_calls(), 1);
+    let stdout = activator.stdout.take().unwrap();
+    let first = tokio::time::timeout(BOUND, BufReader::new(stdout).lines().next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first,
+        format!("listening on {url}"),
+        "the passed socket, not --listen's default"
+    );
+    let _ = activator.kill().await;
+}
