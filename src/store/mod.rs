@@ -244,6 +244,21 @@ impl ChangeFeed for PollFeed {
     }
 }
 
+/// A short name for the Codex home `home` that does not show its path: the first 16 hex digits
+/// of the SHA-256 of its canonical path (of the path as given when it cannot be canonicalized),
+/// as Codex names its keyring entries. A broker tells its home by it.
+pub fn home_fingerprint(home: &Path) -> String {
+    let canonical = home.canonicalize().unwrap_or_else(|_| home.to_owned());
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical.to_string_lossy().as_bytes(),
+    );
+    digest.as_ref()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// The Codex home: `explicit` when given, else `CODEX_HOME` when set and non-empty (it must name
 /// an existing directory), else `~/.codex`.
 ///

@@ -57,6 +57,8 @@ use tokio::sync::Semaphore;
 use super::{Cli, exit};
 
 mod activation;
+mod holder;
+pub(crate) mod probe;
 
 /// Where the broker listens by default: loopback, on a port above Linux's ephemeral range
 /// (32768-60999), so that no outgoing connection is ever handed it.
@@ -156,6 +158,8 @@ pub(crate) async fn listen(options: &Options) -> Result<Listening, Error> {
 /// What every request handler shares.
 pub(crate) struct Broker {
     manager: AuthManager,
+    /// The home's fingerprint, which `status` compares with its own.
+    home: String,
     upstream: AuthorityConfig,
     http: reqwest::Client,
     reuse_interval: Duration,
@@ -183,7 +187,12 @@ impl Broker {
     pub(crate) async fn new(manager: AuthManager, options: &Options) -> Result<Arc<Self>, Error> {
         let upstream = manager.authority().clone();
         manager.look_for_rotation().await;
+        let home = manager
+            .local_file()
+            .map(|file| authstore::store::home_fingerprint(file.home()))
+            .unwrap_or_default();
         Ok(Arc::new(Self {
+            home,
             http: forwarding_client(&upstream)?,
             manager,
             upstream,
@@ -308,6 +317,16 @@ enum Grant {
 impl Broker {
     async fn handle(&self, peer: SocketAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
+        if request.method() == Method::GET && path == probe::IDENTITY_PATH {
+            return json_response(
+                StatusCode::OK,
+                &json!({
+                    "authstore_broker": env!("CARGO_PKG_VERSION"),
+                    "home": self.home,
+                    "pid": std::process::id(),
+                }),
+            );
+        }
         let token = match (request.method(), path.as_str()) {
             (&Method::POST, TOKEN_PATH) => true,
             (&Method::POST, REVOKE_PATH) => false,

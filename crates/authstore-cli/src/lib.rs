@@ -226,7 +226,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
         Command::Logout(args) => logout::run(&cli, args).await,
         Command::Watch(args) => watch::run(&cli, args).await,
         Command::Agent(args) => match &args.service {
-            Some(command) => agent::service::run(&cli, command),
+            Some(command) => agent::service::run(&cli, command).await,
             None => agent::run(&cli, args).await,
         },
         Command::Broker(args) => broker::run(&cli, args).await,

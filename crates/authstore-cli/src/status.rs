@@ -9,6 +9,7 @@ use authstore::error::{Error, Location};
 use authstore::store::{AgentPresence, FileStore, Store};
 use serde_json::{Value, json};
 
+use super::broker::probe::TokenUrl;
 use super::{Cli, exit, when};
 
 #[derive(Debug, clap::Args)]
@@ -45,8 +46,12 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         refresh_due,
         mode,
         agent,
+        token_url,
         ..
     } = &status;
+    if let Some(warning) = token_url.warning() {
+        eprintln!("authstore: warning: {warning}");
+    }
     let logged_in = *logged_in;
     if args.json {
         println!("{}", status.json());
@@ -85,6 +90,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             Some(agent) => println!("agent:        {}", agent.describe()),
             None => println!("agent:        none"),
         }
+        println!("token URL:    {}", token_url.describe());
     }
     Ok(if logged_in {
         exit::SUCCESS
@@ -111,6 +117,9 @@ pub struct Status {
     /// The agent keeping this home fresh, if one runs (its lock is the local home's, with a
     /// shared store too).
     agent: Option<AgentPresence>,
+    /// Where this environment's Codex sends its refreshes, and whether this home's broker
+    /// answers there.
+    token_url: TokenUrl,
 }
 
 impl Status {
@@ -171,6 +180,7 @@ impl Status {
             refresh_due,
             mode,
             agent: local.active_agent(),
+            token_url: TokenUrl::check(local.home()).await,
         })
     }
 
@@ -190,6 +200,7 @@ impl Status {
             "lock_holder": self.holder,
             "mirror": self.mirror.as_ref().map(|m| m.json(&self.local_path)),
             "agent": self.agent.as_ref().map(AgentPresence::to_json),
+            "token_url": self.token_url.json(),
         })
     }
 }

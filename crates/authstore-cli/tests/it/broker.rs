@@ -645,3 +645,73 @@ async fn under_socket_activation_the_broker_answers_on_the_socket_the_service_ma
     );
     let _ = activator.kill().await;
 }
+
+/// `status --json` (or `agent status --json`) with the session's token URL set to `url`.
+async fn status_with_token_url(env: &Env, args: &[&str], url: &str) -> (Value, String) {
+    let mut command = env.command(args);
+    command.env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", url);
+    let output = run_bounded(command).await;
+    let json = serde_json::from_str(&stdout(&output)).unwrap_or_else(|_| {
+        panic!(
+            "not JSON (exit {:?}): {}",
+            output.status.code(),
+            stderr(&output)
+        )
+    });
+    (json, stderr(&output))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_whether_the_token_url_reaches_this_homes_broker_and_warns_when_nothing_answers()
+ {
+    let env = Env::new().await;
+    env.login_stale(&alice());
+    let broker = Broker::start(&env, &[]).await;
+    let broker_pid = u64::from(broker.child.id().unwrap());
+
+    for args in [
+        &["status", "--json"][..],
+        &["agent", "status", "--json"][..],
+    ] {
+        let (json, warnings) = status_with_token_url(&env, args, &broker.url).await;
+        assert_eq!(json["token_url"]["reaches"], "this_home", "{args:?}");
+        assert_eq!(json["token_url"]["broker_pid"], json!(broker_pid));
+        assert!(!warnings.contains("warning"), "{warnings}");
+    }
+
+    // Another home's broker: forwarded, so unprotected.
+    let other = Env::new().await;
+    let (json, warnings) = status_with_token_url(&other, &["status", "--json"], &broker.url).await;
+    assert_eq!(json["token_url"]["reaches"], "other_home");
+    assert!(
+        warnings.contains("another Codex home's broker"),
+        "{warnings}"
+    );
+
+    // Something else on the port (the authority itself, which runs in this test's process):
+    // named by its holder.
+    let (json, _) = status_with_token_url(&env, &["status", "--json"], &env.sim.token_url()).await;
+    assert_eq!(json["token_url"]["reaches"], "not_a_broker");
+    let holder = json["token_url"]["holder"].as_str().unwrap_or_default();
+    assert!(
+        holder.starts_with(&format!("pid {} ", std::process::id())),
+        "{holder}"
+    );
+    broker.stop().await;
+
+    // Nothing at all: every Codex refresh would fail, said loudly.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}/oauth/token", closed.local_addr().unwrap());
+    drop(closed);
+    for args in [
+        &["status", "--json"][..],
+        &["agent", "status", "--json"][..],
+    ] {
+        let (json, warnings) = status_with_token_url(&env, args, &nowhere).await;
+        assert_eq!(json["token_url"]["reaches"], "nothing_answers", "{args:?}");
+        assert!(
+            warnings.contains("every Codex refresh would fail"),
+            "{warnings}"
+        );
+    }
+}

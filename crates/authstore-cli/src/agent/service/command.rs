@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{AgentCommand, Homes, Kind, launchd, systemd, windows};
 use crate::agent::{DEFAULT_AHEAD_SECS, warn_if_inside_codex_window};
+use crate::broker::probe::TokenUrl;
 use crate::{Cli, exit};
 
 #[derive(Debug, clap::Subcommand)]
@@ -64,11 +65,11 @@ impl ServiceArg {
 /// mapped to exit codes as every command's are: what the user gave (or the environment lacks)
 /// is [`InvalidInput`](authstore::ErrorKind::InvalidInput) (exit 2), a file that cannot be
 /// written or a service tool that fails is [`Io`](authstore::ErrorKind::Io) (exit 1).
-pub(crate) fn run(cli: &Cli, command: &Command) -> Result<u8, Error> {
+pub(crate) async fn run(cli: &Cli, command: &Command) -> Result<u8, Error> {
     match command {
         Command::Install(args) => install(cli, args),
         Command::Uninstall(args) => uninstall(args.kind()),
-        Command::Status(args) => status(cli, args),
+        Command::Status(args) => status(cli, args).await,
     }
     .map(|()| exit::SUCCESS)
 }
@@ -132,7 +133,7 @@ fn uninstall(kind: Kind) -> Result<(), Error> {
     }
 }
 
-fn status(cli: &Cli, args: &StatusArgs) -> Result<(), Error> {
+async fn status(cli: &Cli, args: &StatusArgs) -> Result<(), Error> {
     let homes = Homes::from_env()?;
     let state = match args.service.kind() {
         Kind::Systemd => systemd::state(&homes),
@@ -141,16 +142,28 @@ fn status(cli: &Cli, args: &StatusArgs) -> Result<(), Error> {
     };
     // The agent process keeping this Codex home fresh, whether the service or one started by
     // hand; none when the home cannot be resolved.
-    let agent = cli.file_store().ok().and_then(|home| home.active_agent());
+    let store = cli.file_store().ok();
+    let agent = store.as_ref().and_then(|home| home.active_agent());
+    let token_url = match &store {
+        Some(home) => Some(TokenUrl::check(home.home()).await),
+        None => None,
+    };
+    if let Some(warning) = token_url.as_ref().and_then(TokenUrl::warning) {
+        eprintln!("authstore: warning: {warning}");
+    }
     if args.json {
         let mut json = state.json();
         json["agent"] = agent.as_ref().map_or(Value::Null, AgentPresence::to_json);
+        json["token_url"] = token_url.as_ref().map_or(Value::Null, TokenUrl::json);
         println!("{json}");
     } else {
         print!("{}", state.describe());
         match &agent {
             Some(agent) => println!("agent:     {}", agent.describe()),
             None => println!("agent:     none"),
+        }
+        if let Some(token_url) = &token_url {
+            println!("token URL: {}", token_url.describe());
         }
     }
     Ok(())
