@@ -7,7 +7,7 @@ use authstore::error::Error;
 use authstore::store::AgentPresence;
 use serde_json::Value;
 
-use super::{AgentCommand, Homes, Kind, launchd, systemd, windows};
+use super::{AgentCommand, BrokerService, Homes, Kind, launchd, systemd, windows};
 use crate::agent::{DEFAULT_AHEAD_SECS, warn_if_inside_codex_window};
 use crate::broker::probe::TokenUrl;
 use crate::{Cli, exit};
@@ -35,6 +35,62 @@ pub(crate) struct InstallArgs {
     /// The agent's --ahead: refresh when fewer than this many seconds are left
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_AHEAD_SECS)]
     ahead: u64,
+
+    /// Also make the agent this user's Codex token endpoint (`agent --broker`): a broker on a
+    /// fixed loopback port, held by the service manager where it can (socket activation), and
+    /// CODEX_REFRESH_TOKEN_URL_OVERRIDE set for the user's session
+    #[arg(long)]
+    broker: bool,
+
+    /// The broker's address
+    #[arg(long, value_name = "ADDR:PORT", default_value = crate::broker::DEFAULT_LISTEN, requires = "broker")]
+    listen: std::net::SocketAddr,
+
+    /// The real token endpoint behind the broker [default: AUTHSTORE_UPSTREAM_TOKEN_URL, else
+    /// CODEX_REFRESH_TOKEN_URL_OVERRIDE when it is set and not the broker, else Codex's]
+    #[arg(long, value_name = "URL", requires = "broker")]
+    upstream: Option<String>,
+}
+
+impl InstallArgs {
+    /// The broker the service runs, when `--broker` was given.
+    fn broker(&self) -> Result<Option<BrokerService>, Error> {
+        if !self.broker {
+            return Ok(None);
+        }
+        if !self.listen.ip().is_loopback() {
+            return Err(Error::invalid_input(format!(
+                "--listen {}: the broker a service runs for the user's session listens on \
+                 loopback only",
+                self.listen
+            )));
+        }
+        if self.listen.port() == 0 {
+            return Err(Error::invalid_input(
+                "--listen: the user's session is pointed at one fixed port; give one that is not 0",
+            ));
+        }
+        let url = format!("http://{}{}", self.listen, crate::broker::TOKEN_PATH);
+        let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let upstream = self
+            .upstream
+            .clone()
+            .or_else(|| from_env("AUTHSTORE_UPSTREAM_TOKEN_URL"))
+            .or_else(|| from_env(authstore::authority::TOKEN_URL_ENV).filter(|set| *set != url))
+            .unwrap_or_else(|| authstore::authority::DEFAULT_TOKEN_URL.to_owned());
+        authstore::authority::check_token_url(&upstream)
+            .map_err(|error| Error::invalid_input(format!("--upstream: {error}")))?;
+        if upstream == url {
+            return Err(Error::invalid_input(format!(
+                "--upstream {upstream} is the broker itself: give the real token endpoint"
+            )));
+        }
+        Ok(Some(BrokerService {
+            listen: self.listen,
+            url,
+            upstream,
+        }))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,11 +132,11 @@ pub(crate) async fn run(cli: &Cli, command: &Command) -> Result<u8, Error> {
 
 fn install(cli: &Cli, args: &InstallArgs) -> Result<(), Error> {
     warn_if_inside_codex_window(args.ahead);
-    let agent = AgentCommand::from_cli(cli, args.ahead)?;
+    let agent = AgentCommand::from_cli(cli, args.ahead, args.broker()?)?;
     let homes = Homes::from_env()?;
     report_environment(args.service.kind(), &homes, &agent, args.print);
     match (args.service.kind(), args.print) {
-        (Kind::Systemd, true) => print(&systemd::Unit::new(&homes, &agent, &[]).render()),
+        (Kind::Systemd, true) => print(&systemd::print(&homes, &agent)),
         (Kind::Systemd, false) => systemd::install(&homes, &agent),
         (Kind::Launchd, true) => print(&launchd::Agent::new(&homes, &agent, &[]).render()),
         (Kind::Launchd, false) => launchd::install(&homes, &agent),

@@ -94,10 +94,23 @@ pub(crate) struct AgentCommand {
     secret_store: Option<String>,
     /// The settings of [`SERVICE_ENVIRONMENT`] set where install runs, in that order.
     environment: Vec<Setting>,
+    /// The broker the agent also runs (`--broker`), for the user's session.
+    broker: Option<BrokerService>,
+}
+
+/// The broker a service runs for the user's session: `agent --broker` on a fixed loopback
+/// address, which the session's `CODEX_REFRESH_TOKEN_URL_OVERRIDE` names.
+pub(crate) struct BrokerService {
+    /// Where it listens (the service manager's socket, where there is one).
+    pub(crate) listen: std::net::SocketAddr,
+    /// `http://ADDR:PORT/oauth/token`: the value of the session's token URL.
+    pub(crate) url: String,
+    /// The real token endpoint behind it.
+    pub(crate) upstream: String,
 }
 
 impl AgentCommand {
-    fn from_cli(cli: &Cli, ahead: u64) -> Result<Self, Error> {
+    fn from_cli(cli: &Cli, ahead: u64, broker: Option<BrokerService>) -> Result<Self, Error> {
         let program = crate::own_executable()
             .and_then(|path| path.canonicalize())
             .map_err(|error| Error::system(format!("cannot find this program's path: {error}")))?;
@@ -130,6 +143,15 @@ impl AgentCommand {
         };
         let mut arguments = cli.global_args(Some(utf8(&home, "the Codex home")?), store, true);
         arguments.extend(["agent".to_owned(), "--ahead".to_owned(), ahead.to_string()]);
+        if let Some(broker) = &broker {
+            arguments.extend([
+                "--broker".to_owned(),
+                "--listen".to_owned(),
+                broker.listen.to_string(),
+                "--upstream".to_owned(),
+                broker.upstream.clone(),
+            ]);
+        }
         // XML (plists, task files) cannot hold control characters, and no sane path has them.
         if let Some(word) = std::iter::once(&program)
             .chain(&arguments)
@@ -139,11 +161,18 @@ impl AgentCommand {
                 "{word:?} contains a control character and cannot be written into a service definition"
             )));
         }
+        let mut environment = Setting::from_env();
+        if broker.is_some() {
+            // The agent is given its upstream explicitly; the session's token URL is the
+            // broker, which the service needs not know.
+            environment.retain(|setting| setting.name != authstore::authority::TOKEN_URL_ENV);
+        }
         Ok(Self {
             program,
             arguments,
             secret_store,
-            environment: Setting::from_env(),
+            environment,
+            broker,
         })
     }
 

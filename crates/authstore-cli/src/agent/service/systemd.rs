@@ -34,27 +34,63 @@ use authstore::error::Error;
 use authstore::store::file::Visibility;
 
 use super::{
-    AgentCommand, CREATED_MARKER, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs,
-    encode_dirs, remove_created_dirs, remove_file, write_file,
+    AgentCommand, BrokerService, CREATED_MARKER, Homes, Kind, ServiceState, Tool, create_dirs,
+    decode_dirs, encode_dirs, remove_created_dirs, remove_file, write_file,
 };
 
 pub(super) const UNIT_NAME: &str = "authstore-agent.service";
+/// The broker's socket (`install --broker`): same name as the service, which systemd then
+/// passes it to.
+pub(super) const SOCKET_NAME: &str = "authstore-agent.socket";
 
 struct Paths {
     dir: PathBuf,
     unit: PathBuf,
     env: PathBuf,
+    socket: PathBuf,
+    /// The session's environment (environment.d(5)): the token URL naming the broker.
+    session_env_dir: PathBuf,
+    session_env: PathBuf,
 }
 
 impl Paths {
     fn new(homes: &Homes) -> Self {
         let dir = homes.config.join("systemd").join("user");
+        let session_env_dir = homes.config.join("environment.d");
         Self {
             unit: dir.join(UNIT_NAME),
             env: dir.join("authstore-agent.env"),
+            socket: dir.join(SOCKET_NAME),
+            session_env: session_env_dir.join("60-authstore-broker.conf"),
+            session_env_dir,
             dir,
         }
     }
+}
+
+/// The socket unit: systemd holds the broker's port from login to logout, whether the agent
+/// runs or not, so that no other local user's process can take it and receive the refresh
+/// tokens Codex sends there.
+fn socket_unit(broker: &BrokerService) -> String {
+    format!(
+        "# The authstore broker's port: systemd holds it for the whole session and passes it to\n\
+         # {UNIT_NAME} (socket activation), so that while no broker runs no other process can take\n\
+         # it. Written by `authstore agent install --broker`; `authstore agent uninstall` removes it.\n\
+         \n[Unit]\nDescription=authstore broker: the Codex token endpoint on {listen}\n\n\
+         [Socket]\nListenStream={listen}\n\n[Install]\nWantedBy=sockets.target\n",
+        listen = broker.listen
+    )
+}
+
+/// The session's environment (environment.d(5), read by the user manager at login): Codex
+/// refreshes at the broker.
+fn session_environment(broker: &BrokerService) -> String {
+    format!(
+        "# Codex sends its refreshes to the authstore broker (`authstore agent install --broker`;\n\
+         # `authstore agent uninstall` removes this file).\n{}={}\n",
+        authstore::authority::TOKEN_URL_ENV,
+        broker.url
+    )
 }
 
 /// The environment file beside the unit (0600): the secret store URL and the settings of
@@ -87,7 +123,12 @@ impl<'a> Unit<'a> {
         if !self.created.is_empty() {
             unit += &format!("# {CREATED_MARKER} {}\n", encode_dirs(self.created));
         }
-        unit += "\n[Unit]\nDescription=authstore agent: keeps the Codex tokens fresh\n\n[Service]\nType=simple\n";
+        unit += "\n[Unit]\nDescription=authstore agent: keeps the Codex tokens fresh\n";
+        if self.agent.broker.is_some() {
+            // The broker's port comes from the socket unit, which must be listening first.
+            unit += &format!("Requires={SOCKET_NAME}\nAfter={SOCKET_NAME}\n");
+        }
+        unit += "\n[Service]\nType=simple\n";
         let mut words = vec![exec_word(&self.agent.program, true)];
         words.extend(
             self.agent
@@ -125,24 +166,58 @@ impl<'a> Unit<'a> {
     }
 }
 
+/// What `install --print` shows: the unit, and with a broker the socket unit and the session's
+/// environment, each after a line naming the file.
+pub(super) fn print(homes: &Homes, agent: &AgentCommand) -> String {
+    let unit = Unit::new(homes, agent, &[]).render();
+    let Some(broker) = &agent.broker else {
+        return unit;
+    };
+    let paths = Paths::new(homes);
+    format!(
+        "# ==> {} <==\n{unit}\n# ==> {} <==\n{}\n# ==> {} <==\n{}",
+        paths.unit.display(),
+        paths.socket.display(),
+        socket_unit(broker),
+        paths.session_env.display(),
+        session_environment(broker)
+    )
+}
+
 pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> {
     let paths = Paths::new(homes);
     let reinstall = paths.unit.exists();
     // A reinstall keeps the record of what the first install created.
     let mut created = recorded_dirs(&paths.unit);
-    let created_now = create_dirs(&paths.dir)?;
+    let mut created_now = create_dirs(&paths.dir)?;
+    if agent.broker.is_some() {
+        created_now.extend(create_dirs(&paths.session_env_dir)?);
+    }
     created.extend(created_now.iter().cloned());
     if let Err(failure) = write_unit_and_environment(&paths, homes, agent, &created) {
         remove_created_dirs(&created_now);
         return Err(failure);
     }
+    let had_broker = paths.socket.exists();
+    write_broker_files(&paths, agent.broker.as_ref())?;
     match user_manager() {
         Err(why) => println!(
             "{why}, so {UNIT_NAME} is written but not enabled; to enable and start it: \
              systemctl --user daemon-reload && systemctl --user enable --now {UNIT_NAME}"
         ),
         Ok(()) => {
+            if had_broker && agent.broker.is_none() {
+                // A reinstall without the broker: its socket goes, and the session's token URL.
+                systemctl(&["disable", "--now", SOCKET_NAME])?;
+                systemctl(&["unset-environment", authstore::authority::TOKEN_URL_ENV])?;
+            }
             systemctl(&["daemon-reload"])?;
+            if let Some(broker) = &agent.broker {
+                // The socket first: the service gets it when it starts.
+                systemctl(&["enable", "--now", SOCKET_NAME])?;
+                let setting = format!("{}={}", authstore::authority::TOKEN_URL_ENV, broker.url);
+                systemctl(&["set-environment", &setting])?;
+            }
             systemctl(&["enable", "--now", UNIT_NAME])?;
             if reinstall {
                 // `enable --now` leaves a running agent alone: restart it with the new unit.
@@ -151,6 +226,43 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> 
             println!(
                 "enabled and started {UNIT_NAME}; see it with: systemctl --user status {UNIT_NAME}"
             );
+        }
+    }
+    if let Some(broker) = &agent.broker {
+        println!(
+            "Codex refreshes at {url} in sessions started from now on (and in services the user \
+             manager starts); in this shell: export {name}={url}",
+            url = broker.url,
+            name = authstore::authority::TOKEN_URL_ENV
+        );
+    }
+    Ok(())
+}
+
+/// With a broker, the socket unit and the session's environment; without one, neither (a
+/// reinstall without `--broker` takes them back).
+fn write_broker_files(paths: &Paths, broker: Option<&BrokerService>) -> Result<(), Error> {
+    match broker {
+        Some(broker) => {
+            write_file(
+                &paths.socket,
+                socket_unit(broker).as_bytes(),
+                Visibility::Readable,
+            )?;
+            println!("wrote {}", paths.socket.display());
+            write_file(
+                &paths.session_env,
+                session_environment(broker).as_bytes(),
+                Visibility::Readable,
+            )?;
+            println!("wrote {}", paths.session_env.display());
+        }
+        None => {
+            for path in [&paths.socket, &paths.session_env] {
+                if remove_file(path)? {
+                    println!("removed {}", path.display());
+                }
+            }
         }
     }
     Ok(())
@@ -200,7 +312,8 @@ fn write_unit_and_environment(
 
 pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
     let paths = Paths::new(homes);
-    if !paths.unit.exists() && !paths.env.exists() {
+    let broker_files = [&paths.socket, &paths.session_env];
+    if !paths.unit.exists() && !paths.env.exists() && !broker_files.iter().any(|p| p.exists()) {
         println!(
             "no systemd user service to uninstall: {} does not exist",
             paths.unit.display()
@@ -209,26 +322,41 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
     }
     let created = recorded_dirs(&paths.unit);
     let manager = user_manager();
+    let had_broker = paths.socket.exists();
     if manager.is_ok() {
         match systemctl(&["disable", "--now", UNIT_NAME]) {
             Ok(()) => println!("stopped and disabled {UNIT_NAME}"),
             // Still remove the files: that is what was asked for.
             Err(failure) => eprintln!("authstore: warning: {}", failure.report()),
         }
+        if had_broker {
+            let steps = [
+                vec!["disable", "--now", SOCKET_NAME],
+                vec!["unset-environment", authstore::authority::TOKEN_URL_ENV],
+            ];
+            for step in steps {
+                if let Err(failure) = systemctl(&step) {
+                    eprintln!("authstore: warning: {}", failure.report());
+                }
+            }
+            println!("stopped and disabled {SOCKET_NAME}");
+        }
     }
-    for path in [&paths.unit, &paths.env] {
+    for path in [&paths.unit, &paths.env, &paths.socket, &paths.session_env] {
         if remove_file(path)? {
             println!("removed {}", path.display());
         }
     }
     // `enable` links the unit into default.target.wants; `disable` unlinks it, but only through
     // a running manager. Without one, unlink it here, and drop the directory when it is empty.
-    let wants = paths.dir.join("default.target.wants");
-    let link = wants.join(UNIT_NAME);
-    if link.symlink_metadata().is_ok() && remove_file(&link)? {
-        println!("removed {} (the link enable made)", link.display());
+    for (target, unit) in [("default", UNIT_NAME), ("sockets", SOCKET_NAME)] {
+        let wants = paths.dir.join(format!("{target}.target.wants"));
+        let link = wants.join(unit);
+        if link.symlink_metadata().is_ok() && remove_file(&link)? {
+            println!("removed {} (the link enable made)", link.display());
+        }
+        let _ = std::fs::remove_dir(&wants);
     }
-    let _ = std::fs::remove_dir(&wants);
     for dir in remove_created_dirs(&created) {
         println!("removed {} (install created it)", dir.display());
     }

@@ -75,6 +75,11 @@ case "$*" in
     /bin/ln -s ../authstore-agent.service "$XDG_CONFIG_HOME/systemd/user/default.target.wants/" ;;
   "--user disable --now authstore-agent.service")
     /bin/rm -f "$STARTED" "$XDG_CONFIG_HOME/systemd/user/default.target.wants/authstore-agent.service" ;;
+  "--user enable --now authstore-agent.socket")
+    /bin/mkdir -p "$XDG_CONFIG_HOME/systemd/user/sockets.target.wants"
+    /bin/ln -s ../authstore-agent.socket "$XDG_CONFIG_HOME/systemd/user/sockets.target.wants/" ;;
+  "--user disable --now authstore-agent.socket")
+    /bin/rm -f "$XDG_CONFIG_HOME/systemd/user/sockets.target.wants/authstore-agent.socket" ;;
 esac
 exit 0
 "#;
@@ -276,9 +281,22 @@ fn split_systemd_dump(line: &str) -> Vec<String> {
 /// substituted as at start, and what verify complained about at its normal log level.
 #[cfg(target_os = "linux")]
 fn systemd_reads(sandbox: &Sandbox, unit: &str) -> (Vec<String>, String) {
+    systemd_reads_beside(sandbox, unit, &[])
+}
+
+/// [`systemd_reads`], with other units (name, contents) beside the unit, as install writes them.
+#[cfg(target_os = "linux")]
+fn systemd_reads_beside(
+    sandbox: &Sandbox,
+    unit: &str,
+    beside: &[(&str, &str)],
+) -> (Vec<String>, String) {
     let dir = tempfile::tempdir_in(sandbox.root.path()).unwrap();
     let unit_path = dir.path().join(UNIT);
     std::fs::write(&unit_path, unit).unwrap();
+    for (name, contents) in beside {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
     let runtime = dir.path().join("runtime");
     std::fs::create_dir(&runtime).unwrap();
     std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();

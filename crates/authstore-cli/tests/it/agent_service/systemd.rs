@@ -319,3 +319,145 @@ fn systemd_carries_the_environments_settings_in_the_0600_file_and_never_in_the_u
     sandbox.ok(&["agent", "uninstall", "--service", "systemd"]);
     assert_eq!(sandbox.tree(), before);
 }
+
+#[test]
+fn install_with_the_broker_holds_its_port_in_a_socket_unit_and_points_the_session_at_it() {
+    let sandbox = Sandbox::new();
+    sandbox.install_tool("systemctl", FAKE_SYSTEMCTL);
+    let before = sandbox.tree();
+    let upstream = "http://127.0.0.1:9/oauth/token";
+    let broker = "http://127.0.0.1:61999/oauth/token";
+    let install = [
+        "agent",
+        "install",
+        "--service",
+        "systemd",
+        "--broker",
+        "--listen",
+        "127.0.0.1:61999",
+        "--upstream",
+        upstream,
+    ];
+
+    let said = sandbox.ok(&install);
+
+    assert!(
+        said.contains(&format!("export CODEX_REFRESH_TOKEN_URL_OVERRIDE={broker}")),
+        "{said}"
+    );
+    assert_eq!(
+        sandbox.take_calls(),
+        [
+            "systemctl --user is-system-running",
+            "systemctl --user daemon-reload",
+            "systemctl --user enable --now authstore-agent.socket",
+            &format!("systemctl --user set-environment CODEX_REFRESH_TOKEN_URL_OVERRIDE={broker}"),
+            "systemctl --user enable --now authstore-agent.service",
+        ]
+    );
+    let unit = std::fs::read_to_string(sandbox.unit_path()).unwrap();
+    assert!(unit.contains("\nRequires=authstore-agent.socket\nAfter=authstore-agent.socket\n"));
+    assert!(
+        unit.contains(&format!(
+            "agent --ahead 600 --broker --listen 127.0.0.1:61999 --upstream {upstream}\n"
+        )),
+        "{unit}"
+    );
+    let socket = sandbox.path("xdg/systemd/user/authstore-agent.socket");
+    let socket_unit = std::fs::read_to_string(&socket).unwrap();
+    assert!(
+        socket_unit.contains("\n[Socket]\nListenStream=127.0.0.1:61999\n"),
+        "{socket_unit}"
+    );
+    let session = sandbox.path("xdg/environment.d/60-authstore-broker.conf");
+    let session_env = std::fs::read_to_string(&session).unwrap();
+    assert!(session_env.ends_with(&format!("\nCODEX_REFRESH_TOKEN_URL_OVERRIDE={broker}\n")));
+    #[cfg(target_os = "linux")]
+    {
+        // systemd loads the pair: the socket unit beside the service it activates.
+        let (argv, complaints) =
+            systemd_reads_beside(&sandbox, &unit, &[("authstore-agent.socket", &socket_unit)]);
+        assert!(complaints.trim().is_empty(), "{complaints}");
+        assert!(argv.ends_with(&["--upstream".to_owned(), upstream.to_owned()]));
+    }
+
+    // Reinstalling without the broker takes the socket and the session's token URL back.
+    sandbox.ok(&["agent", "install", "--service", "systemd"]);
+    let calls = sandbox.take_calls();
+    assert!(
+        calls.contains(&"systemctl --user disable --now authstore-agent.socket".to_owned()),
+        "{calls:?}"
+    );
+    assert!(calls.contains(
+        &"systemctl --user unset-environment CODEX_REFRESH_TOKEN_URL_OVERRIDE".to_owned()
+    ));
+    assert!(!socket.exists() && !session.exists());
+
+    sandbox.ok(&install);
+    sandbox.take_calls();
+    sandbox.ok(&["agent", "uninstall", "--service", "systemd"]);
+    assert_eq!(
+        sandbox.take_calls(),
+        [
+            "systemctl --user is-system-running",
+            "systemctl --user disable --now authstore-agent.service",
+            "systemctl --user disable --now authstore-agent.socket",
+            "systemctl --user unset-environment CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+            "systemctl --user daemon-reload",
+        ]
+    );
+    assert_eq!(
+        sandbox.tree(),
+        before,
+        "install then uninstall leaves nothing behind"
+    );
+}
+
+#[test]
+fn install_with_the_broker_refuses_an_address_the_session_cannot_safely_be_pointed_at() {
+    let sandbox = Sandbox::new();
+    sandbox.install_tool("systemctl", FAKE_SYSTEMCTL);
+    let before = sandbox.tree();
+    for listen in ["0.0.0.0:61455", "127.0.0.1:0"] {
+        let output = sandbox.run(&[
+            "agent",
+            "install",
+            "--service",
+            "systemd",
+            "--broker",
+            "--listen",
+            listen,
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{listen}");
+    }
+    // The broker's options without --broker are a usage error.
+    let output = sandbox.run(&[
+        "agent",
+        "install",
+        "--service",
+        "systemd",
+        "--listen",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(sandbox.tree(), before);
+    assert!(sandbox.take_calls().is_empty());
+
+    let printed = sandbox.ok(&[
+        "agent",
+        "install",
+        "--print",
+        "--service",
+        "systemd",
+        "--broker",
+    ]);
+    assert!(
+        printed.contains("authstore-agent.socket <==\n"),
+        "{printed}"
+    );
+    assert!(printed.contains("ListenStream=127.0.0.1:61455\n"));
+    assert!(
+        printed.contains("CODEX_REFRESH_TOKEN_URL_OVERRIDE=http://127.0.0.1:61455/oauth/token\n")
+    );
+    assert_eq!(sandbox.tree(), before, "--print changes nothing");
+}
