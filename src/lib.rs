@@ -39,11 +39,14 @@
 //! * **One refresh per process.** Inside a process, tasks that find the token stale share one
 //!   transaction (single-flight); a fresh cached token costs no system call at all.
 //!
-//! Not promised: Codex itself calls the token endpoint *before* taking its lock, so two Codex
-//! processes can still spend one token between themselves. authstore excludes Codex's commit
-//! (it takes the same locks) and recovers when Codex spent a token first, but cannot stop Codex
-//! from racing itself. A process killed after the authority rotated the token and before the
-//! rename loses that rotation: no client can close that window.
+//! Codex itself calls the token endpoint *before* taking its lock, so on its own two Codex
+//! processes can spend one token between themselves. authstore excludes Codex's commit (it takes
+//! the same locks) and recovers when Codex spent a token first; to stop Codex racing itself,
+//! point Codex at a token endpoint that runs every refresh through the transaction: the command
+//! line's broker, built on [`AuthManager::rotate`] (the presented refresh token is current,
+//! rotated away moments ago, or not this home's) and the [`rotations`] record. Not promised: a
+//! process killed after the authority rotated the token and before the rename loses that
+//! rotation: no client can close that window.
 //!
 //! ## Architecture
 //!
@@ -54,7 +57,8 @@
 //! the [`authority`] client do it. The store knows nothing about OAuth; the authority client
 //! knows nothing about files. [`document`] is the `auth.json` model (unknown fields kept, JWT
 //! claims, staleness), [`error`] the one error type, [`secret`] the redacted token type,
-//! [`changes`] the change events for long-running readers.
+//! [`changes`] the change events for long-running readers, [`rotations`] the record of the refresh
+//! tokens a home rotated away (for a token endpoint in front of it).
 //!
 //! [`store`] is one interface ([`store::Store`], [`store::Transaction`], [`store::ChangeFeed`])
 //! with its backends as sibling modules: [`store::file`](mod@store::file) (`auth.json` under

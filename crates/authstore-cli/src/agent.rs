@@ -5,6 +5,10 @@
 //! stale token make N calls, and N−1 are rejected as reused. With the agent refreshing (through
 //! the transaction, on the file store or a shared store mirrored into the local `auth.json`)
 //! before Codex's 5-minute window opens, Codex never finds a stale token.
+//!
+//! What it cannot pre-empt (an editor asking for a forced refresh, a 401, a machine that slept
+//! through the window) `--broker` covers: the active agent is then also the home's token
+//! endpoint ([`broker`](super::broker)), and its own refreshes go to the upstream.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};

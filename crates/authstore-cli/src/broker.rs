@@ -19,7 +19,9 @@
 //!   transaction ([`IN_TRANSACTION_HEADER`]): that process holds `auth.lock` and is spending the
 //!   token itself, and running the transaction here would wait for its lock.
 //!
-//! `POST /oauth/revoke` (Codex's logout) is forwarded. Anything else is a 404, a malformed or
+//! `POST /oauth/revoke` (Codex's logout) is forwarded. `GET /authstore/broker` says who the
+//! broker is (its home's [fingerprint](authstore::store::home_fingerprint) and pid, for
+//! `status`; [`probe`]). Anything else is a 404, a malformed or
 //! oversized body a 400, both in the OAuth error shape; none of them touches the store. The
 //! upstream unreachable, slow or answering 5xx, a lock that stays held: a 502, 503 or 504 (Codex
 //! keeps its tokens and retries on any status but 401); a refresh token the upstream rejected

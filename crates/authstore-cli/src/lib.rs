@@ -16,6 +16,8 @@
 //!
 //! - [`agent`](mod@agent): `authstore agent`, and under it the user-service installers
 //!   (`agent install`/`uninstall`/`status` for systemd, launchd and Task Scheduler);
+//! - [`broker`](mod@broker): `authstore broker`, the token endpoint Codex is pointed at (the agent
+//!   runs it with `--broker`), with socket activation and the probe `status` uses;
 //! - one module per other command: `token`, `refresh`, `status`, `login`, `logout`, `watch`,
 //!   `completions` (and `man`), and with `simulator` `authority` and `demo`.
 //!
