@@ -17,8 +17,8 @@
 //!   not rotated (the request failed) is still the store's current one, which is what a reader
 //!   checks first.
 //! * Writers serialise on `authstore-rotations.lock` (taken after `auth.lock` when both are
-//!   held, never the other way round); the record is replaced atomically, so readers take no
-//!   lock. Recording is best effort: a home where the record cannot be written still refreshes,
+//!   held, never the other way round); the record is replaced atomically (not durably: it is
+//!   only a hint), so readers take no lock. Recording is best effort: a home where the record cannot be written still refreshes,
 //!   and a presented token missing from the record is forwarded to the authority, which is what
 //!   happens without a broker.
 //! * [`RotationRecord::rotated_away`] is the reuse rule: the presented token is in the record,
@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::document::{AuthDocument, Identity};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::store::file::{Visibility, lock, write_file_durably};
+use crate::store::file::{Visibility, lock, write_file_atomically};
 
 /// The record, in the Codex home.
 pub const ROTATIONS_FILE: &str = "authstore-rotations.json";
@@ -109,7 +109,9 @@ impl RotationRecord {
         contents.version = 1;
         let bytes = serde_json::to_vec(&contents)
             .map_err(|e| Error::invalid_input(format!("cannot encode the rotation record: {e}")))?;
-        write_file_durably(&self.path, &bytes, Visibility::Private)
+        // Not fsynced: it is written inside a transaction, and a record lost to a power cut
+        // only means that a token presented right then is forwarded, as without a broker.
+        write_file_atomically(&self.path, &bytes, Visibility::Private)
     }
 
     /// Whether `presented` was rotated away from the login `current` holds no longer than

@@ -58,7 +58,7 @@ fn temp_affixes(target: &Path) -> (String, &'static str) {
 /// time from the authority's answer to the rename is the window in which a crash loses the
 /// rotated token, so this does the durable write and nothing else.
 pub(crate) fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically_as(target, bytes, Visibility::Private)
+    write_replacing(target, bytes, Visibility::Private, Mode::Credentials)
 }
 
 /// Who may read a file written by [`write_file_durably`](super::write_file_durably).
@@ -73,12 +73,46 @@ pub enum Visibility {
     Readable,
 }
 
-/// [`write_atomically`] with the file's [`Visibility`].
+/// [`write_atomically`] with the file's [`Visibility`], for the files beside the credentials.
+/// The failpoints are the credentials' own: a crash test that names a step means `auth.json`'s
+/// write, not that of a record or a service file written on the way.
 pub(crate) fn write_atomically_as(
     target: &Path,
     bytes: &[u8],
     visibility: Visibility,
 ) -> Result<()> {
+    write_replacing(target, bytes, visibility, Mode::Durable)
+}
+
+/// [`write_atomically_as`] without the fsyncs: readers see the old file or the new one, whole,
+/// but after a power loss the old one (or none) may be what survives. For a record that is only
+/// a hint, written where every fsync would lengthen a transaction.
+pub(crate) fn write_atomically_not_durably(
+    target: &Path,
+    bytes: &[u8],
+    visibility: Visibility,
+) -> Result<()> {
+    write_replacing(target, bytes, visibility, Mode::NotDurable)
+}
+
+/// How a file is replaced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `auth.json`: durable, and the failpoints of the crash tests act.
+    Credentials,
+    /// Durable.
+    Durable,
+    /// Atomic only.
+    NotDurable,
+}
+
+fn write_replacing(target: &Path, bytes: &[u8], visibility: Visibility, mode: Mode) -> Result<()> {
+    let crash_at = |step| {
+        if mode == Mode::Credentials {
+            crash_at(step);
+        }
+    };
+    let durable = mode != Mode::NotDurable;
     let dir = parent_dir(target);
     let (prefix, suffix) = temp_affixes(target);
     let mut temp = tempfile::Builder::new()
@@ -99,15 +133,19 @@ pub(crate) fn write_atomically_as(
         .write_all(bytes)
         .map_err(|e| Error::io("write the temporary file", temp.path(), e))?;
     crash_at("after-write");
-    sys::sync_file(temp.as_file())
-        .map_err(|e| Error::io("fsync the temporary file", temp.path(), e))?;
+    if durable {
+        sys::sync_file(temp.as_file())
+            .map_err(|e| Error::io("fsync the temporary file", temp.path(), e))?;
+    }
     crash_at("after-fsync");
     // On failure the temporary file is removed. The platform's rename: rename(2) on Unix,
     // MoveFileExW with write-through on Windows.
     sys::persist(temp, target)
         .map_err(|e| Error::io("rename the temporary file over", target, e))?;
     crash_at("after-rename");
-    sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
+    if durable {
+        sys::sync_dir(dir).map_err(|e| Error::io("fsync the directory", dir, e))?;
+    }
     crash_at("after-dir-fsync");
     Ok(())
 }

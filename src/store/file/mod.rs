@@ -66,6 +66,14 @@ pub fn write_file_durably(path: &Path, bytes: &[u8], visibility: Visibility) -> 
     atomic::write_atomically_as(path, bytes, visibility)
 }
 
+/// Writes `bytes` to `path` atomically but not durably: [`write_file_durably`] without its two
+/// fsyncs. Readers see the old file or the new one, whole; after a power loss the old one may be
+/// what survives. For records that are only a hint (the rotation record), written inside a
+/// transaction where every fsync would lengthen it.
+pub fn write_file_atomically(path: &Path, bytes: &[u8], visibility: Visibility) -> Result<()> {
+    atomic::write_atomically_not_durably(path, bytes, visibility)
+}
+
 /// Removes `path` durably (the directory is fsynced); returns whether it existed.
 pub fn remove_file_durably(path: &Path) -> Result<bool> {
     atomic::remove_durably(path)
