@@ -419,7 +419,7 @@ mod tests {
         Decision::Adopt
     )]
     #[case::forced_refreshes_from_newer_disk(Some(doc("u", 2, FRESH)), RefreshReason::Forced, Decision::Refresh { adopted: true })]
-    #[case::rotation_of_the_current_token_refreshes(Some(doc("u", 1, FRESH)), RefreshReason::Rotation, Decision::Refresh { adopted: false })]
+    #[case::rotation_of_the_current_token_refreshes(Some(doc("u", 1, STALE)), RefreshReason::Rotation, Decision::Refresh { adopted: false })]
     #[case::rotation_adopts_a_successor_even_stale(
         Some(doc("u", 2, STALE)),
         RefreshReason::Rotation,

@@ -355,7 +355,8 @@ impl Broker {
                 );
             }
         };
-        if !peer.ip().is_loopback() {
+        // A dual-stack socket shows an IPv4 peer as ::ffff:a.b.c.d.
+        if !peer.ip().to_canonical().is_loopback() {
             // Only this machine's processes are answered from the store (and forwarded).
             tracing::info!(%peer, "refused a request from off loopback");
             return oauth_error(

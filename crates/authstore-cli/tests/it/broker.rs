@@ -715,3 +715,205 @@ async fn status_says_whether_the_token_url_reaches_this_homes_broker_and_warns_w
         );
     }
 }
+
+/// Two network namespaces joined by a veth pair (10.201.N.1 in `inner`, 10.201.N.2 in
+/// `outer`), removed when dropped: the only place a broker on an address other than loopback
+/// is tried, so that nothing listens on this machine's own interfaces.
+struct Namespaces {
+    inner: String,
+    outer: String,
+    inner_address: String,
+}
+
+impl Namespaces {
+    /// `None` when they cannot be made here (not root, no `ip`): the caller skips, saying so.
+    fn new() -> Option<Self> {
+        let n = std::process::id() % 250;
+        let inner = format!("authstore-broker-{}", std::process::id());
+        let outer = format!("authstore-client-{}", std::process::id());
+        let made = Self {
+            inner_address: format!("10.201.{n}.1"),
+            inner: inner.clone(),
+            outer: outer.clone(),
+        };
+        let (veth_inner, veth_outer) = (format!("asb{n}"), format!("asc{n}"));
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), inner.clone()],
+            vec!["netns".into(), "add".into(), outer.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                veth_inner.clone(),
+                "netns".into(),
+                inner.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                veth_outer.clone(),
+                "netns".into(),
+                outer.clone(),
+            ],
+            vec![
+                "-n".into(),
+                inner.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("10.201.{n}.1/30"),
+                "dev".into(),
+                veth_inner.clone(),
+            ],
+            vec![
+                "-n".into(),
+                outer.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("10.201.{n}.2/30"),
+                "dev".into(),
+                veth_outer.clone(),
+            ],
+            vec![
+                "-n".into(),
+                inner.clone(),
+                "link".into(),
+                "set".into(),
+                veth_inner,
+                "up".into(),
+            ],
+            vec![
+                "-n".into(),
+                outer.clone(),
+                "link".into(),
+                "set".into(),
+                veth_outer,
+                "up".into(),
+            ],
+            vec![
+                "-n".into(),
+                inner.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ],
+            vec![
+                "-n".into(),
+                outer.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ],
+        ];
+        for step in steps {
+            let ran = std::process::Command::new("ip").args(&step).output();
+            if !ran.is_ok_and(|output| output.status.success()) {
+                eprintln!(
+                    "skipped: cannot make network namespaces here (ip {step:?} failed; root needed)"
+                );
+                return None;
+            }
+        }
+        Some(made)
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for namespace in [&self.inner, &self.outer] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", namespace])
+                .output();
+        }
+    }
+}
+
+/// POSTs a refresh of `refresh_token` to `url` from inside `namespace`; (status, body).
+async fn refresh_from_namespace(namespace: &str, url: &str, refresh_token: &str) -> (u16, Value) {
+    const CLIENT: &str = "import json, sys, urllib.request, urllib.error\n\
+        body = json.dumps({'grant_type': 'refresh_token', 'refresh_token': sys.argv[2]}).encode()\n\
+        request = urllib.request.Request(sys.argv[1], data=body, headers={'Content-Type': 'application/json'})\n\
+        try:\n    answer = urllib.request.urlopen(request, timeout=20)\n\
+        except urllib.error.HTTPError as error:\n    answer = error\n\
+        print(answer.status)\nprint(answer.read().decode())\n";
+    let mut command = tokio::process::Command::new("ip");
+    command.args([
+        "netns",
+        "exec",
+        namespace,
+        "python3",
+        "-c",
+        CLIENT,
+        url,
+        refresh_token,
+    ]);
+    captured(&mut command);
+    let output = run_bounded(command).await;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, body) = text
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("no answer: {}", stderr(&output)));
+    (
+        status.trim().parse().unwrap(),
+        serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_address_other_than_loopback_the_broker_answers_no_client_off_its_loopback() {
+    let Some(namespaces) = Namespaces::new() else {
+        return;
+    };
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let stored = std::fs::read(env.auth_path()).unwrap();
+    // The upstream is this machine's authority, which the broker's namespace cannot reach:
+    // nothing the test does can leave either namespace.
+    let upstream = env.sim.token_url();
+    let broker = env.command(&["broker", "--listen", "0.0.0.0:0", "--upstream", &upstream]);
+    let mut command = tokio::process::Command::new("ip");
+    command
+        .args(["netns", "exec", &namespaces.inner])
+        .arg(broker.as_std().get_program())
+        .args(broker.as_std().get_args())
+        .env_remove("CODEX_HOME");
+    captured(&mut command);
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(BOUND, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let port = first
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/oauth/token")
+        .to_owned();
+    let mut stderr_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let warning = tokio::time::timeout(BOUND, stderr_lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        warning.unwrap_or_default().contains("not loopback"),
+        "a warning about the address"
+    );
+
+    // From the other end of the veth pair: refused, and nothing spent or written.
+    let remote = format!("http://{}:{port}/oauth/token", namespaces.inner_address);
+    let (status, body) = refresh_from_namespace(&namespaces.outer, &remote, &rt(&before)).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "invalid_grant");
+    assert_eq!(env.sim.refresh_calls(), 0);
+    assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+
+    // From the broker's own loopback, the same request is the broker's to answer: it runs the
+    // transaction (whose upstream is out of reach there: an answer Codex retries).
+    let local = format!("http://127.0.0.1:{port}/oauth/token");
+    let (status, _) = refresh_from_namespace(&namespaces.inner, &local, &rt(&before)).await;
+    assert!([502, 503, 504].contains(&status), "{status}");
+    assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+    let _ = child.kill().await;
+}
