@@ -221,6 +221,9 @@ impl AuthManager {
                 // this transaction: the authority has already spent the old refresh token.
                 if response.has_tokens() {
                     let stored = response.merge_into(&base, now);
+                    // Seen before it is written: a follower of the store that reads the new
+                    // file before this transaction ends must not take it for another's rotation.
+                    self.saw(&stored);
                     transaction.write(&stored).await?;
                     let mark = self.inner.feed.mark();
                     if let Err(error) = transaction.commit().await {
@@ -251,6 +254,9 @@ impl AuthManager {
                 // short: merge, write and commit, nothing else.
                 let received = Instant::now();
                 let refreshed = response.merge_into(&base, now);
+                // Seen before it is written: a follower of the store (the broker's) that reads
+                // the new file before this transaction ends must not record it again.
+                self.saw(&refreshed);
                 transaction.write(&refreshed).await?;
                 let mark = self.inner.feed.mark();
                 if let Err(error) = transaction.commit().await {
