@@ -60,7 +60,7 @@ fn codex_lifetime() -> Duration {
 }
 
 /// One editor window's `codex app-server`, spoken to over JSON lines on stdio.
-struct AppServer {
+pub struct AppServer {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -69,7 +69,7 @@ struct AppServer {
 }
 
 /// What `getAuthStatus` answered.
-enum Answer {
+pub enum Answer {
     /// `authToken` was a string: the token the editor would use.
     Token(String),
     /// No token (`authToken` null, e.g. after a refused refresh) or an error response,
@@ -80,7 +80,7 @@ enum Answer {
 impl Lab {
     /// Points every URL of Codex's at this authority and turns analytics off; returns the path
     /// of the (empty) managed configuration file.
-    fn configure_for_app_servers(&self) -> PathBuf {
+    pub fn configure_for_app_servers(&self) -> PathBuf {
         let base = self.sim.base_url();
         let config = format!(
             "chatgpt_base_url = \"{base}/backend-api/\"\n\
@@ -149,7 +149,7 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 
 impl AppServer {
     /// Starts `codex app-server` and completes the editor's handshake.
-    async fn start(lab: &Lab, managed_config: &Path, editor: usize) -> Self {
+    pub async fn start(lab: &Lab, managed_config: &Path, editor: usize) -> Self {
         Self::start_command(app_server_command(lab, managed_config), editor).await
     }
 
@@ -227,10 +227,16 @@ impl AppServer {
 
     /// `getAuthStatus` as editors ask it: with the token, without forcing a refresh.
     async fn auth_status(&mut self) -> Answer {
+        self.auth_status_refreshing(false).await
+    }
+
+    /// `getAuthStatus` with the token; `refresh_token` makes Codex refresh before answering,
+    /// however fresh its token.
+    pub async fn auth_status_refreshing(&mut self, refresh_token: bool) -> Answer {
         let response = self
             .request(
                 "getAuthStatus",
-                json!({"includeToken": true, "refreshToken": false}),
+                json!({"includeToken": true, "refreshToken": refresh_token}),
             )
             .await;
         match response["result"]["authToken"].as_str() {
@@ -250,7 +256,7 @@ impl AppServer {
     }
 
     /// Closes stdin (the editor window closes) and waits, bounded; returns stderr.
-    async fn stop(self) -> String {
+    pub async fn stop(self) -> String {
         let Self {
             mut child,
             stdin,
@@ -278,10 +284,10 @@ struct EditorRun {
     failed: usize,
     /// Failed answers, described (no token), with their counts.
     failures: BTreeMap<String, usize>,
-    /// Token-endpoint calls by Codex (`client_id` is not the agent's).
+    /// Token-endpoint calls by Codex (`client_id` is not authstore's).
     codex_calls: usize,
-    /// Token-endpoint calls by the agent.
-    agent_calls: usize,
+    /// Token-endpoint calls by the agent or the broker (authstore's `client_id`).
+    authstore_calls: usize,
     /// Refresh tokens Codex presented more than once (the race's mark).
     codex_tokens_presented_again: usize,
     reuse: u64,
@@ -300,12 +306,13 @@ struct EditorRun {
 impl EditorRun {
     fn row(&self, label: &str) -> String {
         format!(
-            "editor-race-row\t{label}\t{}\t{}\t{}\t{}\t{}",
+            "editor-race-row\t{label}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.codex_calls,
             self.reuse,
             self.answered,
             self.failed,
-            if self.relogin { "yes" } else { "no" }
+            if self.relogin { "yes" } else { "no" },
+            self.codex_calls + self.authstore_calls,
         )
     }
 
@@ -313,7 +320,7 @@ impl EditorRun {
         format!(
             "figures: editors {label}: {EDITORS} app-servers, {} rounds in {}ms (tokens live {}s, \
              {LIFETIMES} Codex lifetimes): {} answered, {} failed {:?}; token endpoint: {} Codex \
-             calls, {} agent calls, {} Codex refresh tokens presented again, {} reuse, family \
+             calls, {} agent or broker calls, {} Codex refresh tokens presented again, {} reuse, family \
              revoked: {}; distinct tokens per editor {:?}; lowest {:.1}s left on an answered \
              token; other requests to the authority {:?}; app-server stderr {:?}",
             self.rounds,
@@ -323,7 +330,7 @@ impl EditorRun {
             self.failed,
             self.failures,
             self.codex_calls,
-            self.agent_calls,
+            self.authstore_calls,
             self.codex_tokens_presented_again,
             self.reuse,
             self.relogin,
@@ -335,11 +342,23 @@ impl EditorRun {
     }
 }
 
-/// Logs in with short-lived tokens, starts the app-servers (and the agent, if asked), asks all of
-/// them for the token at once, round after round, for [`LIFETIMES`] Codex lifetimes of the
-/// login's token, then stops everything and counts.
-async fn editors_over_token_lifetimes(with_agent: bool) -> (Lab, EditorRun, Option<Agent>) {
-    let lab = Lab::new().await;
+/// What runs beside the app-servers.
+#[derive(Clone, Copy, PartialEq)]
+enum Beside {
+    Nothing,
+    /// `authstore agent`, refreshing ahead of Codex's window.
+    Agent,
+    /// `authstore broker`, Codex's token endpoint.
+    Broker,
+}
+
+/// Logs in with short-lived tokens, starts the app-servers (and the agent or the broker), asks
+/// all of them for the token at once, round after round, for [`LIFETIMES`] Codex lifetimes of
+/// the login's token, then stops everything (the broker is returned running) and counts.
+async fn editors_over_token_lifetimes(
+    beside: Beside,
+) -> (Lab, EditorRun, Option<Agent>, Option<Broker>) {
+    let mut lab = Lab::new().await;
     let managed = lab.configure_for_app_servers();
     let login = lab.new_login(&alice(), EDITOR_TOKEN_LIFETIME);
     lab.authstore_login(&login).await;
@@ -347,7 +366,11 @@ async fn editors_over_token_lifetimes(with_agent: bool) -> (Lab, EditorRun, Opti
     lab.sim.set_access_token_lifetime(EDITOR_TOKEN_LIFETIME);
     let login_expiry = expiry_of(&token(&login, "access_token"));
 
-    let agent = with_agent.then(|| Agent::spawn(&lab, EDITOR_AGENT_AHEAD_SECS));
+    let broker = match beside {
+        Beside::Broker => Some(lab.start_broker().await),
+        _ => None,
+    };
+    let agent = (beside == Beside::Agent).then(|| Agent::spawn(&lab, EDITOR_AGENT_AHEAD_SECS));
     if let Some(agent) = &agent {
         assert!(
             eventually(BOUND, async || agent.count("started") == 1).await,
@@ -424,7 +447,7 @@ async fn editors_over_token_lifetimes(with_agent: bool) -> (Lab, EditorRun, Opti
         failed: failures.values().sum(),
         failures,
         codex_calls: codex_events.len(),
-        agent_calls: events.len() - codex_events.len(),
+        authstore_calls: events.len() - codex_events.len(),
         codex_tokens_presented_again: presented.values().filter(|&&count| count > 1).count(),
         reuse: lab.sim.reuse_rejections(),
         relogin: lab.sim.is_family_revoked(family),
@@ -448,7 +471,7 @@ async fn editors_over_token_lifetimes(with_agent: bool) -> (Lab, EditorRun, Opti
         stderr_lines,
         took,
     };
-    (lab, run, agent)
+    (lab, run, agent, broker)
 }
 
 /// The requests the authority's log holds besides `POST /oauth/token`, as `METHOD path`
@@ -490,11 +513,11 @@ fn assert_codex_asked_only_this_authority(run: &EditorRun) {
 /// about 250 requests failed). The assertions keep to what the race must show, not those exact counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn editor_app_servers_without_the_agent_race_for_a_stale_token_and_lose_the_login() {
-    let (lab, run, _) = editors_over_token_lifetimes(false).await;
+    let (lab, run, _, _) = editors_over_token_lifetimes(Beside::Nothing).await;
     println!("{}", run.figures("without the agent"));
     println!("{}", run.row("without agent"));
     assert_codex_asked_only_this_authority(&run);
-    assert_eq!(run.agent_calls, 0);
+    assert_eq!(run.authstore_calls, 0);
     // The race: more than one app-server spent the same stale refresh token.
     assert!(
         run.codex_tokens_presented_again >= 1 && run.codex_calls >= 2,
@@ -522,7 +545,7 @@ async fn editor_app_servers_without_the_agent_race_for_a_stale_token_and_lose_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn editor_app_servers_beside_the_agent_make_no_token_call_and_every_request_gets_a_token() {
-    let (lab, run, agent) = editors_over_token_lifetimes(true).await;
+    let (lab, run, agent, _) = editors_over_token_lifetimes(Beside::Agent).await;
     let agent = agent.expect("the agent runs");
     let (agent_status, agent_events, agent_stderr) = agent.terminate().await;
     let agent_refreshes = agent_events
@@ -537,7 +560,7 @@ async fn editor_app_servers_beside_the_agent_make_no_token_call_and_every_reques
     // the agent's own `refreshed` events.
     assert_eq!(run.codex_calls, 0, "Codex called the token endpoint");
     assert_eq!(
-        run.agent_calls, agent_refreshes,
+        run.authstore_calls, agent_refreshes,
         "token-endpoint calls the agent did not report"
     );
     assert!(
@@ -571,6 +594,50 @@ async fn editor_app_servers_beside_the_agent_make_no_token_call_and_every_reques
         agent_status.success(),
         "the agent did not stop cleanly on SIGTERM: {agent_status}; stderr: {agent_stderr}"
     );
+}
+
+/// The app-servers' token endpoint is `authstore broker` (`CODEX_REFRESH_TOKEN_URL_OVERRIDE`):
+/// in each window in which the token turns stale the three race as before, but the broker
+/// answers the first with one authority call and the others (who present the token it just
+/// rotated) with its successor, so the family survives and every request gets a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn editor_app_servers_through_the_broker_make_one_authority_call_per_window_and_every_request_gets_a_token()
+ {
+    let (lab, run, _, broker) = editors_over_token_lifetimes(Beside::Broker).await;
+    let broker_stderr = broker.expect("the broker runs").stop().await;
+    println!("{}", run.figures("through the broker"));
+    println!("{}", run.row("with broker"));
+    assert_codex_asked_only_this_authority(&run);
+    // Codex never reached the authority itself: every call came from the broker.
+    assert_eq!(run.codex_calls, 0, "Codex called the authority directly");
+    // One call per window: the login's token turns stale once, then each successor once (the
+    // last maybe after the run ended).
+    assert!(
+        (1..=LIFETIMES as usize).contains(&run.authstore_calls),
+        "{} authority calls over {LIFETIMES} Codex lifetimes",
+        run.authstore_calls
+    );
+    assert_no_token_presented_twice(&lab.sim);
+    assert!(!run.relogin, "the family was revoked");
+    let family = lab.sim.family_of(&token(&lab.disk(), "refresh_token"));
+    assert_current_token_on_disk(
+        &lab,
+        family.expect("auth.json holds a token of the authority"),
+    );
+    assert!(run.rounds >= 1);
+    assert_eq!(run.failed, 0, "editor requests failed: {:?}", run.failures);
+    for (editor, &distinct) in run.distinct_tokens.iter().enumerate() {
+        assert!(
+            distinct >= 2,
+            "editor {editor} was answered with {distinct} distinct tokens: it never got the \
+             broker's"
+        );
+    }
+    assert!(
+        run.lowest_left > 0.0,
+        "an editor was answered with an expired token"
+    );
+    assert_no_token_in(&lab, &broker_stderr, "the broker's stderr");
 }
 
 /// One app-server, traced with strace when the machine has it: on a stale token it refreshes at

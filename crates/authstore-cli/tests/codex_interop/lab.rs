@@ -68,6 +68,9 @@ pub fn isolated_codex_bin() -> PathBuf {
 pub struct Lab {
     env: Env,
     codex_bin: PathBuf,
+    /// Where Codex and authstore processes send their refreshes: the authority, or a broker
+    /// in front of it ([`Lab::start_broker`]).
+    token_url: String,
 }
 
 impl Deref for Lab {
@@ -85,7 +88,12 @@ impl Lab {
         let home = Home::named_in(Path::new(env!("CARGO_TARGET_TMPDIR")), "codex-home");
         std::fs::create_dir(home.dir().join("user-home")).unwrap();
         let env = Env::in_home(home).await.with_request_timeout(10);
-        Self { env, codex_bin }
+        let token_url = env.sim.token_url();
+        Self {
+            env,
+            codex_bin,
+            token_url,
+        }
     }
 
     pub fn codex(&self, args: &[&str]) -> Command {
@@ -97,16 +105,56 @@ impl Lab {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir().join("user-home"))
             .env("CODEX_HOME", self.home())
-            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", self.sim.token_url());
+            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", &self.token_url);
         captured(&mut command);
         command
     }
 
-    /// The [`Env`]'s authstore command, sending [`AUTHSTORE_CLIENT_ID`].
+    /// The [`Env`]'s authstore command, sending [`AUTHSTORE_CLIENT_ID`], its refreshes going
+    /// where Codex's go.
     pub fn authstore(&self, args: &[&str]) -> Command {
         let mut command = self.env.command(args);
-        command.env("CODEX_APP_SERVER_LOGIN_CLIENT_ID", AUTHSTORE_CLIENT_ID);
         command
+            .env("CODEX_APP_SERVER_LOGIN_CLIENT_ID", AUTHSTORE_CLIENT_ID)
+            .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", &self.token_url);
+        command
+    }
+
+    /// Starts `authstore broker` on this home (a free loopback port, its upstream the
+    /// authority), and points every Codex and authstore process started afterwards at it. The
+    /// broker sends [`AUTHSTORE_CLIENT_ID`], so that the authority tells its calls from the ones
+    /// Codex makes itself.
+    pub async fn start_broker(&mut self) -> Broker {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let upstream = self.sim.token_url();
+        let mut child = self
+            .authstore(&["broker", "--listen", "127.0.0.1:0", "--upstream", &upstream])
+            .spawn()
+            .expect("start authstore broker");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(BOUND, lines.next_line())
+            .await
+            .expect("the broker printed its address within the bound")
+            .expect("read the broker's stdout")
+            .expect("the broker printed a line before closing stdout");
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("the broker's first line is not its address: {first}"))
+            .to_owned();
+        assert!(
+            url.starts_with("http://127.0.0.1:") && url.ends_with("/oauth/token"),
+            "the broker listens on {url}"
+        );
+        // Both pipes are drained, so that the broker never blocks on a full one.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text).await;
+            text
+        });
+        self.token_url = url;
+        Broker { child, stderr }
     }
 
     /// Runs Codex to completion (bounded); returns its output and how long it ran.
@@ -179,6 +227,30 @@ pub fn assert_current_token_on_disk(lab: &Lab, family: u64) {
         lab.sim.current_refresh_token(family).as_deref() == Some(on_disk.as_str()),
         "auth.json holds a spent refresh token, not the family's current one"
     );
+}
+
+/// Every token this test has seen (those of auth.json, every refresh token presented to the
+/// authority, and `others`).
+fn known_tokens(lab: &Lab, others: &[String]) -> Vec<String> {
+    let mut tokens = lab.sim.presented_refresh_tokens();
+    let disk = lab.disk();
+    for name in ["id_token", "access_token", "refresh_token"] {
+        if let Some(value) = disk["tokens"][name].as_str() {
+            tokens.push(value.to_owned());
+        }
+    }
+    tokens.extend(others.iter().cloned());
+    tokens.retain(|token| !token.is_empty());
+    tokens
+}
+
+/// Asserts that `text` (a process's log) holds none of the tokens the test knows of.
+pub fn assert_no_token_in(lab: &Lab, text: &str, what: &str) {
+    let found = known_tokens(lab, &[])
+        .iter()
+        .filter(|token| text.contains(token.as_str()))
+        .count();
+    assert_eq!(found, 0, "{what} holds {found} tokens");
 }
 
 pub fn millis(duration: Duration) -> u128 {
@@ -282,6 +354,34 @@ impl Sampler {
             self.reads.load(Ordering::SeqCst),
             self.failures.load(Ordering::SeqCst),
         )
+    }
+}
+
+/// A running `authstore broker` ([`Lab::start_broker`]).
+pub struct Broker {
+    child: Child,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Broker {
+    /// SIGTERM, then waits (bounded); asserts that it stopped cleanly and returns its stderr.
+    pub async fn stop(mut self) -> String {
+        let pid = self.child.id().expect("the broker is running") as i32;
+        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill -TERM");
+        let status = tokio::time::timeout(BOUND, self.child.wait())
+            .await
+            .expect("the broker stopped within the bound after SIGTERM")
+            .expect("wait for the broker");
+        let stderr = tokio::time::timeout(BOUND, &mut self.stderr)
+            .await
+            .expect("the broker's stderr closed")
+            .unwrap();
+        assert!(
+            status.success(),
+            "the broker ended with {status}; stderr: {stderr}"
+        );
+        stderr
     }
 }
 
