@@ -230,7 +230,7 @@ pub fn assert_current_token_on_disk(lab: &Lab, family: u64) {
 }
 
 /// Every token this test has seen (those of auth.json, every refresh token presented to the
-/// authority, and `others`).
+/// authority, and `others`), to keep them out of what a failure message shows.
 fn known_tokens(lab: &Lab, others: &[String]) -> Vec<String> {
     let mut tokens = lab.sim.presented_refresh_tokens();
     let disk = lab.disk();
@@ -242,6 +242,15 @@ fn known_tokens(lab: &Lab, others: &[String]) -> Vec<String> {
     tokens.extend(others.iter().cloned());
     tokens.retain(|token| !token.is_empty());
     tokens
+}
+
+/// `text` with every token the test knows of (see [`known_tokens`]) replaced by `<token>`.
+pub fn redacted(lab: &Lab, text: &str, others: &[String]) -> String {
+    known_tokens(lab, others)
+        .iter()
+        .fold(text.to_owned(), |text, token| {
+            text.replace(token.as_str(), "<token>")
+        })
 }
 
 /// Asserts that `text` (a process's log) holds none of the tokens the test knows of.

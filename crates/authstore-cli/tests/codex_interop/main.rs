@@ -28,7 +28,10 @@
 //! - [`agent`]: with `authstore agent` running, Codex never calls the token endpoint over many
 //!   token lifetimes;
 //! - [`editors`]: `codex app-server` processes the way editor windows run them, with and without
-//!   `authstore agent` beside them.
+//!   `authstore agent` or `authstore broker` beside them;
+//! - [`broker`]: `authstore broker` as Codex's token endpoint: forced refreshes of app-servers
+//!   and `codex exec` make at most one authority call per round and no reuse, and `authstore`
+//!   processes pointed at it beside Codex finish without waiting for their own lock.
 //!
 //! authstore processes here send `client_id` [`lab::AUTHSTORE_CLIENT_ID`]
 //! (`CODEX_APP_SERVER_LOGIN_CLIENT_ID`), so that every request the authority sees can be
@@ -36,6 +39,7 @@
 //! observations, not assertions.
 
 mod agent;
+mod broker;
 mod editors;
 mod files;
 mod lab;
