@@ -2,12 +2,18 @@
 //! (`CODEX_REFRESH_TOKEN_URL_OVERRIDE`), its upstream the authority that revokes the family on
 //! reuse (issue 17).
 //!
-//! The refreshes the agent cannot pre-empt: [`EDITORS`] app-servers each asking `getAuthStatus
-//! {includeToken: true, refreshToken: true}` (which makes Codex refresh however fresh its token),
-//! round after round, with `codex exec` processes started on the login's stale token beside the
-//! first round. Every app-server presents the same refresh token in a round, so a round is one
-//! race. Through the broker a round costs at most one authority call; straight to the authority
-//! the same rounds revoke the family (the control). The editor-race demo's third column, Codex
+//! The refreshes the agent cannot pre-empt: `codex exec` processes on the login's stale token
+//! started together with [`EDITORS`] app-servers (each refreshes a stale token as it starts), then
+//! rounds in which every app-server asks `getAuthStatus {includeToken: true, refreshToken: true}`
+//! at once (which makes Codex refresh however fresh its token). Through the broker the start and
+//! each round cost at most one authority call; straight to the authority the same run revokes the
+//! family (the control).
+//!
+//! Codex 0.171.0 drops the tokens of a refresh during which auth.json changed ("Account
+//! credentials changed during refresh"), which it does when the broker refreshed and stored
+//! them: that round's answers carry the token from before the round (issued by the authority,
+//! not the newest), and its next forced refresh takes the newer tokens from auth.json without a
+//! request. The editor-race demo's third column, Codex
 //! with the broker over token lifetimes, is in [`crate::editors`].
 //!
 //! Then `authstore token` processes pointed at the same broker beside Codex processes on one
@@ -28,7 +34,7 @@ use crate::lab::*;
 const EDITORS: usize = 3;
 /// Rounds of forced refreshes.
 const ROUNDS: usize = 4;
-/// `codex exec` processes started with the first round, on the login's stale token.
+/// `codex exec` processes started on the login's stale token with the app-servers.
 const EXECS: usize = 2;
 /// Between two rounds: an editor asks again a few seconds later.
 const ROUND_PAUSE: Duration = Duration::from_secs(2);
@@ -39,6 +45,9 @@ const EXEC: &[&str] = &["exec", "--skip-git-repo-check", "--color", "never", "he
 
 /// What the rounds did.
 struct ForcedRun {
+    /// Authority refresh calls while the app-servers started (one after another), beside the
+    /// `codex exec` on the stale token.
+    startup_calls: u64,
     /// Authority refresh calls in each round.
     calls_per_round: Vec<u64>,
     /// Authority refresh calls by Codex itself (its `client_id`, not the broker's).
@@ -70,12 +79,13 @@ impl ForcedRun {
     fn figures(&self, label: &str) -> String {
         format!(
             "figures: forced refreshes {label}: {EDITORS} app-servers, {ROUNDS} rounds in {}ms, \
-             {EXECS} codex exec in the first: authority calls per round {:?} ({} by Codex \
-             itself), {} answered, {} failed {:?}, {} with a token the authority did not issue, \
+             {EXECS} codex exec on the stale token from the start: {} authority calls at start-up, then per round \
+             {:?} ({} by Codex itself in all), {} answered, {} failed {:?}, {} with a token the authority did not issue, \
              answers with the token from before the round, by round {:?}; rounds after which \
              auth.json was not on the current token: {}; reuse {}, family revoked: {}; codex \
              exec exit codes and times {:?}, stderr {:?}",
             millis(self.took),
+            self.startup_calls,
             self.calls_per_round,
             self.codex_calls,
             self.answered,
@@ -96,8 +106,9 @@ impl ForcedRun {
 }
 
 /// Logs in with a stale token (its successors live an hour), starts the broker if asked, then
-/// the app-servers, and runs [`ROUNDS`] rounds in which every app-server forces a refresh at
-/// once ([`EXECS`] `codex exec` beside the first).
+/// [`EXECS`] `codex exec` on that stale token together with the app-servers (each of which
+/// refreshes a stale token as it starts), and, while the `codex exec` still run, [`ROUNDS`]
+/// rounds in which every app-server forces a refresh at once.
 async fn forced_refresh_rounds(through_broker: bool) -> (Lab, ForcedRun, Option<Broker>) {
     let mut lab = Lab::new().await;
     let managed = lab.configure_for_app_servers();
@@ -109,55 +120,75 @@ async fn forced_refresh_rounds(through_broker: bool) -> (Lab, ForcedRun, Option<
     } else {
         None
     };
-    let mut editors = Vec::new();
-    for editor in 0..EDITORS {
-        editors.push(AppServer::start(&lab, &managed, editor).await);
-    }
+    let stale_access = token(&lab.disk(), "access_token");
 
     let started = Instant::now();
-    let mut calls_per_round = Vec::new();
+    let exec_runs = futures::future::join_all((0..EXECS).map(|_| lab.run_codex(EXEC)));
+    let session = async {
+        let mut editors = Vec::new();
+        for editor in 0..EDITORS {
+            editors.push(AppServer::start(&lab, &managed, editor).await);
+        }
+        let startup_calls = lab.sim.refresh_calls();
+        let mut calls_per_round = Vec::new();
+        let mut answers_per_round = Vec::new();
+        let mut disk_after_round = Vec::new();
+        for _ in 0..ROUNDS {
+            let before = lab.sim.refresh_calls();
+            let previous = token(&lab.disk(), "access_token");
+            let forced = futures::future::join_all(
+                editors
+                    .iter_mut()
+                    .map(|editor| editor.auth_status_refreshing(true)),
+            );
+            let answers = tokio::time::timeout(BOUND, forced)
+                .await
+                .expect("a round finished within the bound");
+            calls_per_round.push(lab.sim.refresh_calls() - before);
+            answers_per_round.push((previous, answers));
+            let on_disk = lab.disk();
+            let current = lab.sim.current_refresh_token(family).as_deref()
+                == on_disk["tokens"]["refresh_token"].as_str();
+            disk_after_round.push((on_disk, current));
+            tokio::time::sleep(ROUND_PAUSE).await;
+        }
+        for editor in editors {
+            editor.stop().await;
+        }
+        (
+            startup_calls,
+            calls_per_round,
+            answers_per_round,
+            disk_after_round,
+        )
+    };
+    let (exec_outputs, (startup_calls, calls_per_round, answers_per_round, disk_after_round)) =
+        tokio::time::timeout(BOUND * 2, futures::future::join(exec_runs, session))
+            .await
+            .expect("the run finished within the bound");
+    let took = started.elapsed();
+
+    // What the home held before the first round, then what it held after each.
+    let mut issued = vec![stale_access];
     let mut answered = 0;
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     let mut answered_tokens = Vec::new();
     let mut previous_per_round = Vec::new();
     let mut rounds_off_the_current_token = 0;
-    // What the home held before the first round, then what it held after each.
-    let mut issued = vec![token(&lab.disk(), "access_token")];
-    let mut execs = Vec::new();
-    let mut exec_stderr: BTreeMap<String, usize> = BTreeMap::new();
-    let mut exec_texts = Vec::new();
-    for round in 0..ROUNDS {
-        let before = lab.sim.refresh_calls();
-        let previous = token(&lab.disk(), "access_token");
-        let forced = futures::future::join_all(
-            editors
-                .iter_mut()
-                .map(|editor| editor.auth_status_refreshing(true)),
-        );
-        let exec_count = if round == 0 { EXECS } else { 0 };
-        let exec_runs = futures::future::join_all((0..exec_count).map(|_| lab.run_codex(EXEC)));
-        let (answers, exec_outputs) =
-            tokio::time::timeout(BOUND, futures::future::join(forced, exec_runs))
-                .await
-                .expect("a round finished within the bound");
-        calls_per_round.push(lab.sim.refresh_calls() - before);
-        for (output, took) in exec_outputs {
-            execs.push((output.status.code(), took));
-            exec_texts.push(String::from_utf8_lossy(&output.stderr).into_owned());
-        }
-        let on_disk = lab.disk();
-        if lab.sim.current_refresh_token(family).as_deref()
-            != on_disk["tokens"]["refresh_token"].as_str()
-        {
+    for ((previous, answers), (on_disk, current)) in
+        answers_per_round.into_iter().zip(&disk_after_round)
+    {
+        issued.push(previous.clone());
+        issued.push(token(on_disk, "access_token"));
+        if !current {
             rounds_off_the_current_token += 1;
         }
-        issued.push(token(&on_disk, "access_token"));
         let mut previous_answers = 0;
         for answer in answers {
             match answer {
                 Answer::Token(access) => {
                     answered += 1;
-                    if access == previous && access != token(&on_disk, "access_token") {
+                    if access == previous && access != token(on_disk, "access_token") {
                         previous_answers += 1;
                     }
                     answered_tokens.push(access);
@@ -166,13 +197,12 @@ async fn forced_refresh_rounds(through_broker: bool) -> (Lab, ForcedRun, Option<
             }
         }
         previous_per_round.push(previous_answers);
-        tokio::time::sleep(ROUND_PAUSE).await;
     }
-    let took = started.elapsed();
-    for editor in editors {
-        editor.stop().await;
-    }
-    for text in exec_texts {
+    let mut execs = Vec::new();
+    let mut exec_stderr: BTreeMap<String, usize> = BTreeMap::new();
+    for (output, took) in exec_outputs {
+        execs.push((output.status.code(), took));
+        let text = String::from_utf8_lossy(&output.stderr);
         for line in redacted(&lab, &text, &answered_tokens).lines() {
             // Without its timestamp, so that equal lines count together.
             let line = match line.split_once(' ') {
@@ -191,6 +221,7 @@ async fn forced_refresh_rounds(through_broker: bool) -> (Lab, ForcedRun, Option<
         .filter(|event| sender(&event.client_id) == "codex")
         .count();
     let run = ForcedRun {
+        startup_calls,
         calls_per_round,
         codex_calls,
         answered,
@@ -216,6 +247,11 @@ async fn forced_refreshes_of_three_app_servers_and_codex_exec_through_the_broker
     let (lab, run, broker) = forced_refresh_rounds(true).await;
     let broker_stderr = broker.expect("the broker runs").stop().await;
     println!("{}", run.figures("through the broker"));
+    assert!(
+        run.startup_calls <= 1,
+        "{} authority calls while the app-servers started beside codex exec on one stale token",
+        run.startup_calls
+    );
     assert!(
         run.calls_per_round.iter().all(|&calls| calls <= 1),
         "authority calls per round of forced refreshes: {:?}",
@@ -293,38 +329,31 @@ async fn forced_refreshes_of_three_app_servers_straight_to_the_authority_revoke_
 /// its request timeout, so that one waiting on the broker while the broker waits on that
 /// process's own lock would fail with exit 5 instead of succeeding late.
 const AUTHSTORE_TOKENS: usize = 16;
+/// `codex features list` processes beside them.
+const CODEX_LISTS: usize = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn authstore_token_processes_through_the_broker_beside_codex_on_one_stale_token_make_one_authority_call()
  {
     let mut lab = Lab::new().await;
-    let managed = lab.configure_for_app_servers();
+    lab.configure_for_app_servers();
     let login = lab.new_login(&alice(), STALE);
     lab.authstore_login(&login).await;
     let broker = lab.start_broker().await;
-    let mut editors = Vec::new();
-    for editor in 0..EDITORS {
-        editors.push(AppServer::start(&lab, &managed, editor).await);
-    }
 
-    // Everyone at once on the stale token: the app-servers asking as editors do (Codex
-    // refreshes a stale token before answering), `codex exec`, and authstore.
-    let asked = futures::future::join_all(
-        editors
-            .iter_mut()
-            .map(|editor| editor.auth_status_refreshing(false)),
-    );
+    // Everyone at once on the stale token: `codex exec`, `codex features list` (one refresh on
+    // a stale token), and authstore. (App-servers are left out: each refreshes as it starts, one
+    // after another, so the token would no longer be stale when the others run.)
     let execs = futures::future::join_all((0..EXECS).map(|_| lab.run_codex(EXEC)));
+    let lists =
+        futures::future::join_all((0..CODEX_LISTS).map(|_| lab.run_codex(&["features", "list"])));
     let tokens = futures::future::join_all(
         (0..AUTHSTORE_TOKENS).map(|_| lab.run_authstore(&["--lock-timeout", "5", "token"])),
     );
-    let (answers, execs, tokens) =
-        tokio::time::timeout(BOUND, futures::future::join3(asked, execs, tokens))
+    let (execs, lists, tokens) =
+        tokio::time::timeout(BOUND, futures::future::join3(execs, lists, tokens))
             .await
             .expect("everyone finished within the bound");
-    for editor in editors {
-        editor.stop().await;
-    }
     let broker_stderr = broker.stop().await;
 
     let on_disk = lab.disk();
@@ -334,7 +363,7 @@ async fn authstore_token_processes_through_the_broker_beside_codex_on_one_stale_
         .map(|(output, _)| output.status.code())
         .collect();
     println!(
-        "figures: {AUTHSTORE_TOKENS} authstore token, {EDITORS} app-servers, {EXECS} codex exec \
+        "figures: {AUTHSTORE_TOKENS} authstore token, {CODEX_LISTS} codex features list, {EXECS} codex exec \
          on one stale token through the broker: {} authority calls ({:?}), reuse {}; authstore \
          exit codes {exit_codes:?}, times {}; codex exec exit codes {:?}",
         lab.sim.refresh_calls(),
@@ -358,14 +387,13 @@ async fn authstore_token_processes_through_the_broker_beside_codex_on_one_stale_
             "authstore token printed another token than auth.json's"
         );
     }
-    for answer in answers {
-        match answer {
-            Answer::Token(answered) => assert!(
-                answered == access,
-                "an app-server was answered with another token than auth.json's"
-            ),
-            Answer::Failed(described) => panic!("an editor request failed: {described}"),
-        }
+    for (output, _) in &lists {
+        assert!(
+            output.status.success(),
+            "codex features list exited {:?}: {}",
+            output.status.code(),
+            redacted(&lab, &String::from_utf8_lossy(&output.stderr), &[])
+        );
     }
     assert_eq!(lab.sim.refresh_calls(), 1, "{:?}", lab.calls_by_client());
     assert_no_token_presented_twice(&lab.sim);
