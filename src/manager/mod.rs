@@ -147,6 +147,10 @@ struct Inner {
     rotations: Option<RotationRecord>,
     /// What this manager last saw in the store, to notice a rotation made elsewhere.
     seen: Mutex<Option<AuthDocument>>,
+    /// The refresh token this manager's last transaction spent (by fingerprint), and what it
+    /// got for it: clients that presented that same token meanwhile take it without a
+    /// transaction of their own.
+    last_spent: Mutex<Option<(u64, Arc<AuthSnapshot>)>>,
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +223,7 @@ impl AuthManager {
                 events,
                 rotations,
                 seen: Mutex::default(),
+                last_spent: Mutex::default(),
             }),
         })
     }

@@ -111,8 +111,15 @@ impl AuthManager {
 
         // Another task of this process may have finished the work while this one waited. Its
         // result is in the cache (possibly marked changed by the feed seeing its own write).
-        // Not for a rotation: the cache may be older than the store the presented token was
-        // found in, and the client must get what replaced its token, nothing older.
+        // A rotation of the token the transaction this call waited for spent: its successor,
+        // as long as nothing newer has been read since.
+        if reason == RefreshReason::Rotation
+            && let Some(successor) = self.successor_of(&held)
+        {
+            return Ok((successor, RefreshOutcome::Adopted));
+        }
+        // Not otherwise for a rotation: the cache may be older than the store the presented
+        // token was found in, and the client must get what replaced its token, nothing older.
         if reason != RefreshReason::Rotation
             && let Some(current) = self.cached_snapshot()
             && !held.is(&current)
@@ -274,6 +281,12 @@ impl AuthManager {
                     "refreshed the tokens"
                 );
                 let snapshot = self.install(AuthSnapshot::new(refreshed), mark);
+                *self
+                    .inner
+                    .last_spent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) =
+                    Some((fingerprint(&refresh_token), snapshot.clone()));
                 self.emit(AuthEvent::Refreshed);
                 Ok((snapshot, RefreshOutcome::Refreshed))
             }
@@ -437,6 +450,23 @@ impl AuthManager {
         let transaction = self.inner.store.begin().await?;
         self.inner.counters.transaction(transaction.lock_wait());
         Ok(transaction)
+    }
+
+    /// What this manager's last transaction got for the held snapshot's refresh token, when it
+    /// spent exactly that token and its result is still what the cache holds.
+    fn successor_of(&self, held: &Held) -> Option<Arc<AuthSnapshot>> {
+        let Held::Snapshot(held) = held else {
+            return None;
+        };
+        let spent = fingerprint(held.document.refresh_token()?);
+        let (last, successor) = self
+            .inner
+            .last_spent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let current = self.cached_snapshot()?;
+        (last == spent && Arc::ptr_eq(&current, &successor)).then_some(successor)
     }
 
     fn known_dead(&self, token: &Secret) -> Option<ReloginReason> {

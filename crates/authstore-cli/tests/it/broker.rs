@@ -23,8 +23,12 @@ impl Broker {
     /// `authstore broker` on `env`'s home, its upstream `env`'s authority, with `extra`
     /// arguments; returns once it printed the URL it listens on.
     async fn start(env: &Env, extra: &[&str]) -> Self {
-        let upstream = env.sim.token_url();
-        let mut args = vec!["broker", "--listen", "127.0.0.1:0", "--upstream", &upstream];
+        Self::start_with_upstream(env, &env.sim.token_url(), extra).await
+    }
+
+    /// [`Broker::start`] in front of `upstream`.
+    async fn start_with_upstream(env: &Env, upstream: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["broker", "--listen", "127.0.0.1:0", "--upstream", upstream];
         args.extend_from_slice(extra);
         let mut child = env.command(&args).spawn().expect("start the broker");
         let stdout = child.stdout.take().expect("the broker's stdout");
@@ -416,22 +420,14 @@ async fn an_unavailable_upstream_is_an_answer_codex_retries_and_a_rejection_pass
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let nowhere = format!("http://127.0.0.1:{port}/oauth/token");
-    let mut command = env.command(&["broker", "--listen", "127.0.0.1:0", "--upstream", &nowhere]);
-    command.kill_on_drop(true);
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(BOUND, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = first.strip_prefix("listening on ").unwrap().to_owned();
-    let (status, _) = codex_refresh(&url, &rt(&document)).await;
+    let broker = Broker::start_with_upstream(&env, &nowhere, &[]).await;
+    let (status, _) = codex_refresh(&broker.url, &rt(&document)).await;
     assert!(
         [502, 503, 504].contains(&status),
         "{status}: Codex retries these"
     );
     assert_eq!(std::fs::read(env.auth_path()).unwrap(), stored);
+    broker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
