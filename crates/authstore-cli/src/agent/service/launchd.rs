@@ -27,6 +27,18 @@
 //! error"). Uninstall: `bootout`, then the files go. Status:
 //! loaded and `state = running` in `launchctl print`; disabled per `launchctl print-disabled`.
 //!
+//! With `--broker` the agent is also the user's Codex token endpoint on a fixed loopback port,
+//! and the plist gets a `Sockets` entry `Broker` for that address (`SockNodeName`,
+//! `SockServiceName`, `SockType` stream, `SockFamily` IPv4 or IPv6 as the address is): launchd
+//! binds the port when the agent is loaded, at login, and holds it for the whole session whether
+//! the agent is running or not, so that no other local user's process can take it between two
+//! runs; the broker takes the socket with `launch_activate_socket`. The session's token URL is
+//! set by a second LaunchAgent, `dev.authstore.broker-environment.plist`, which runs `launchctl
+//! setenv CODEX_REFRESH_TOKEN_URL_OVERRIDE <url>` at load (the usual way to give every program of
+//! a GUI session a variable from login on); install bootstraps it and runs the same `setenv` for
+//! the session already open. Uninstall, and a reinstall without `--broker`, run `launchctl
+//! unsetenv`, boot that agent out and remove its plist.
+//!
 //! Not verified: no macOS here. The plist is parsed by Python's `plistlib` (the keys and values
 //! launchd reads) and the launchctl commands are those a stand-in `launchctl` records
 //! (the `agent_service` tests); that launchd accepts them and starts the agent is not run. The
@@ -39,14 +51,22 @@ use authstore::error::Error;
 use authstore::store::file::Visibility;
 
 use super::{
-    AgentCommand, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs, remove_created_dirs,
-    remove_file, store_file_contents, write_file, xml_created_dirs_comment,
+    AgentCommand, BrokerService, Homes, Kind, ServiceState, Tool, create_dirs, decode_dirs,
+    remove_created_dirs, remove_file, store_file_contents, write_file, xml_created_dirs_comment,
 };
 
 pub(super) const LABEL: &str = "dev.authstore.agent";
 
+/// The LaunchAgent that sets the session's token URL to the broker (`install --broker`).
+pub(super) const ENVIRONMENT_LABEL: &str = "dev.authstore.broker-environment";
+
+/// The key of the broker's socket in `Sockets`, which the broker asks launchd for by name.
+const SOCKET_NAME: &str = "Broker";
+
 struct Paths {
     plist: PathBuf,
+    /// The broker's session environment agent ([`ENVIRONMENT_LABEL`]).
+    environment: PathBuf,
     log: PathBuf,
     store_file: PathBuf,
 }
@@ -54,8 +74,10 @@ struct Paths {
 impl Paths {
     fn new(homes: &Homes) -> Self {
         let library = homes.home.join("Library");
+        let agents = library.join("LaunchAgents");
         Self {
-            plist: library.join("LaunchAgents").join(format!("{LABEL}.plist")),
+            plist: agents.join(format!("{LABEL}.plist")),
+            environment: agents.join(format!("{ENVIRONMENT_LABEL}.plist")),
             log: library.join("Logs").join("authstore-agent.log"),
             store_file: library
                 .join("Application Support")
@@ -114,9 +136,47 @@ impl<'a> Agent<'a> {
             "\t<key>StandardOutPath</key>\n\t<string>{log}</string>\n\
              \t<key>StandardErrorPath</key>\n\t<string>{log}</string>\n"
         );
+        if let Some(broker) = &self.agent.broker {
+            // launchd binds the broker's port at load and holds it until logout, so that it is
+            // never free for another user's process while the agent is not running.
+            let family = if broker.listen.is_ipv6() {
+                "IPv6"
+            } else {
+                "IPv4"
+            };
+            plist += &format!(
+                "\t<key>Sockets</key>\n\t<dict>\n\t\t<key>{SOCKET_NAME}</key>\n\t\t<dict>\n\
+                 \t\t\t<key>SockNodeName</key>\n\t\t\t<string>{node}</string>\n\
+                 \t\t\t<key>SockServiceName</key>\n\t\t\t<string>{port}</string>\n\
+                 \t\t\t<key>SockType</key>\n\t\t\t<string>stream</string>\n\
+                 \t\t\t<key>SockFamily</key>\n\t\t\t<string>{family}</string>\n\
+                 \t\t</dict>\n\t</dict>\n",
+                node = broker.listen.ip(),
+                port = broker.listen.port(),
+            );
+        }
         plist += "</dict>\n</plist>\n";
         plist
     }
+}
+
+/// The LaunchAgent that points every program of the GUI session at the broker: it runs
+/// `launchctl setenv` once at each login.
+pub(super) fn environment_plist(broker: &BrokerService) -> String {
+    let name = authstore::authority::TOKEN_URL_ENV;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+         <!-- Codex sends its refreshes to the authstore broker: sets {name} for the GUI session at login.\n     \
+         Written by `authstore agent install` with the broker option (an XML comment cannot hold two\n     hyphens); `authstore agent uninstall` removes it. -->\n\
+         <plist version=\"1.0\">\n<dict>\n\
+         \t<key>Label</key>\n\t<string>{ENVIRONMENT_LABEL}</string>\n\
+         \t<key>ProgramArguments</key>\n\t<array>\n\
+         \t\t<string>/bin/launchctl</string>\n\t\t<string>setenv</string>\n\
+         \t\t<string>{name}</string>\n\t\t<string>{url}</string>\n\
+         \t</array>\n\t<key>RunAtLoad</key>\n\t<true/>\n</dict>\n</plist>\n",
+        url = xml_escape(&broker.url),
+    )
 }
 
 pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> {
@@ -145,6 +205,15 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> 
     let plist = Agent::new(homes, agent, &created).render();
     write_file(&paths.plist, plist.as_bytes(), Visibility::Readable)?;
     println!("wrote {}", paths.plist.display());
+    let had_broker = paths.environment.exists();
+    if let Some(broker) = &agent.broker {
+        write_file(
+            &paths.environment,
+            environment_plist(broker).as_bytes(),
+            Visibility::Readable,
+        )?;
+        println!("wrote {}", paths.environment.display());
+    }
     let domain = gui_domain();
     let service = format!("{domain}/{LABEL}");
     let plist_path = paths.plist.display().to_string();
@@ -162,12 +231,73 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> 
             println!("loaded and started {LABEL}; see it with: launchctl print {service}");
         }
     }
+    match &agent.broker {
+        Some(broker) => load_environment(&domain, &paths, broker)?,
+        None if had_broker => remove_environment(&domain, &paths)?,
+        None => {}
+    }
+    Ok(())
+}
+
+/// Points the session at the broker: now (`launchctl setenv`) and at every login (the
+/// environment agent, loaded again so that launchd runs the plist just written).
+fn load_environment(domain: &str, paths: &Paths, broker: &BrokerService) -> Result<(), Error> {
+    let name = authstore::authority::TOKEN_URL_ENV;
+    let service = format!("{domain}/{ENVIRONMENT_LABEL}");
+    let plist = paths.environment.display().to_string();
+    match Tool::run("launchctl", ["setenv", name, &broker.url]) {
+        Tool::Missing => println!(
+            "launchctl is not on PATH, so the session's {name} is unchanged; to set it: \
+             launchctl setenv {name} {url} && launchctl bootstrap {domain} '{plist}'",
+            url = broker.url
+        ),
+        ran => {
+            ran.require(&format!("launchctl setenv {name} {}", broker.url))?;
+            if matches!(
+                Tool::run("launchctl", ["print", &service]),
+                Tool::Ran { success: true, .. }
+            ) {
+                launchctl(&["bootout", &service])?;
+            }
+            launchctl(&["enable", &service])?;
+            bootstrap(domain, &plist)?;
+            println!(
+                "set {name}={} for this session and every login ({ENVIRONMENT_LABEL})",
+                broker.url
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Takes the broker's token URL back out of the session and removes the environment agent.
+fn remove_environment(domain: &str, paths: &Paths) -> Result<(), Error> {
+    let name = authstore::authority::TOKEN_URL_ENV;
+    let service = format!("{domain}/{ENVIRONMENT_LABEL}");
+    match Tool::run("launchctl", ["unsetenv", name]) {
+        Tool::Missing => println!(
+            "launchctl is not on PATH, so the session's {name} stays; to remove it: launchctl unsetenv {name}"
+        ),
+        ran => {
+            ran.require(&format!("launchctl unsetenv {name}"))?;
+            if matches!(
+                Tool::run("launchctl", ["print", &service]),
+                Tool::Ran { success: true, .. }
+            ) {
+                launchctl(&["bootout", &service])?;
+            }
+            println!("removed {name} from the session and unloaded {ENVIRONMENT_LABEL}");
+        }
+    }
+    if remove_file(&paths.environment)? {
+        println!("removed {}", paths.environment.display());
+    }
     Ok(())
 }
 
 pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
     let paths = Paths::new(homes);
-    if !paths.plist.exists() && !paths.store_file.exists() {
+    if !paths.plist.exists() && !paths.store_file.exists() && !paths.environment.exists() {
         println!(
             "no launchd agent to uninstall: {} does not exist",
             paths.plist.display()
@@ -184,6 +314,9 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
             // Still remove the files: that is what was asked for.
             Err(failure) => eprintln!("authstore: warning: {}", failure.report()),
         },
+    }
+    if paths.environment.exists() {
+        remove_environment(&gui_domain(), &paths)?;
     }
     for path in [&paths.plist, &paths.store_file, &paths.log] {
         if remove_file(path)? {

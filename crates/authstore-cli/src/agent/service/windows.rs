@@ -22,6 +22,17 @@
 //! install runs in: install and `--print` name each setting of `SERVICE_ENVIRONMENT` set here,
 //! on stderr, and suggest `setx` (it cannot tell whether one already is a user variable).
 //!
+//! With `--broker` the agent is also the user's Codex token endpoint on a fixed loopback port.
+//! Task Scheduler has no socket activation, so nothing holds that port while the agent is not
+//! running (before logon has started it, between a failure and the restart a minute later):
+//! another local user's process could bind it then and receive the refresh tokens Codex sends.
+//! `status` names the process holding the port on Linux only; on Windows it says that a
+//! non-broker answers (or nothing does), not who. The session's token URL goes into the user
+//! environment (`HKCU\Environment`) with `setx CODEX_REFRESH_TOKEN_URL_OVERRIDE <url>`, which
+//! new logons and programs started afterwards get (not the shells already open); uninstall and a
+//! reinstall without `--broker` remove it with `reg delete HKCU\Environment /v ... /f`, but only
+//! when the task being replaced ran a broker, so that a value the user set is left alone.
+//!
 //! Not verified: there is no Windows here and Wine has no Task Scheduler. The XML is checked to be
 //! well-formed with the namespace and the elements above (Python's `xml.etree`), not against
 //! Microsoft's schema nor registered. Known limits, unverified: the agent is a console program,
@@ -179,6 +190,7 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> 
             remove_file(&task.paths.store_file)?;
         }
     }
+    let had_broker = recorded_broker(&task.paths.task);
     write_file(&task.paths.task, &task.render_utf16(), Visibility::Readable)?;
     println!("wrote {}", task.paths.task.display());
     let file = task.paths.task.display().to_string();
@@ -196,7 +208,57 @@ pub(super) fn install(homes: &Homes, agent: &AgentCommand) -> Result<(), Error> 
             );
         }
     }
+    match &agent.broker {
+        Some(broker) => set_user_token_url(&broker.url)?,
+        None if had_broker => remove_user_token_url()?,
+        None => {}
+    }
     Ok(())
+}
+
+/// The user environment's token URL (`HKCU\Environment`): what new logons and newly started
+/// programs get, so every Codex started from then on sends its refreshes to the broker.
+fn set_user_token_url(url: &str) -> Result<(), Error> {
+    let name = authstore::authority::TOKEN_URL_ENV;
+    match Tool::run("setx", [name, url]) {
+        Tool::Missing => println!(
+            "setx is not on PATH, so the user environment is unchanged; to point Codex at the \
+             broker: setx {name} {url}"
+        ),
+        ran => {
+            ran.require(&format!("setx {name} {url}"))?;
+            println!(
+                "set {name}={url} in the user environment (programs started from now on get it)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Takes the broker's token URL back out of the user environment.
+fn remove_user_token_url() -> Result<(), Error> {
+    let name = authstore::authority::TOKEN_URL_ENV;
+    let args = ["delete", r"HKCU\Environment", "/v", name, "/f"];
+    match Tool::run("reg", args) {
+        Tool::Missing => println!(
+            "reg is not on PATH, so {name} stays in the user environment; to remove it: reg {}",
+            args.join(" ")
+        ),
+        // Already absent (the user removed it) is what was wanted.
+        Tool::Ran { success: false, .. } => {}
+        Tool::Ran { .. } => println!("removed {name} from the user environment"),
+    }
+    Ok(())
+}
+
+/// Whether the task installed at `task` runs a broker (its arguments hold `--broker`).
+fn recorded_broker(task: &Path) -> bool {
+    read_task(task).is_some_and(|xml| {
+        xml.split("<Arguments>")
+            .nth(1)
+            .and_then(|rest| rest.split("</Arguments>").next())
+            .is_some_and(|arguments| arguments.split(' ').any(|word| word == "--broker"))
+    })
 }
 
 pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
@@ -213,6 +275,7 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
         return Ok(());
     }
     let created = recorded_dirs(&paths.task);
+    let had_broker = recorded_broker(&paths.task);
     if registered {
         // Not running is fine: /End then fails, and the task is deleted all the same.
         let _ = Tool::run("schtasks", ["/End", "/TN", TASK_NAME]);
@@ -226,6 +289,9 @@ pub(super) fn uninstall(homes: &Homes) -> Result<(), Error> {
     }
     for dir in remove_created_dirs(&created) {
         println!("removed {} (install created it)", dir.display());
+    }
+    if had_broker {
+        remove_user_token_url()?;
     }
     Ok(())
 }
@@ -285,16 +351,19 @@ fn current_user() -> Option<String> {
 }
 
 fn recorded_dirs(task: &Path) -> Vec<PathBuf> {
-    let Ok(bytes) = std::fs::read(task) else {
-        return Vec::new();
-    };
+    read_task(task).map_or_else(Vec::new, |xml| decode_dirs(&xml))
+}
+
+/// The task file install wrote (UTF-16LE), as text.
+fn read_task(task: &Path) -> Option<String> {
+    let bytes = std::fs::read(task).ok()?;
     let units: Vec<u16> = bytes
         .strip_prefix(&[0xFF, 0xFE])
         .unwrap_or(&bytes)
         .chunks_exact(2)
         .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
         .collect();
-    decode_dirs(&String::from_utf16_lossy(&units))
+    Some(String::from_utf16_lossy(&units))
 }
 
 /// One word of a Windows command line, as `CommandLineToArgvW` (and the C runtime) split it.

@@ -171,3 +171,100 @@ fn launchd_reinstall_tries_bootstrap_again_while_launchd_is_still_removing_the_o
         .count();
     assert_eq!(bootstraps, 10);
 }
+
+#[test]
+fn launchd_install_broker_holds_the_port_in_sockets_and_sets_the_session_token_url() {
+    let (sandbox, names) = with_launchctl();
+    let before = sandbox.tree();
+    let url = "http://127.0.0.1:61999/oauth/token";
+    let env_label = "dev.authstore.broker-environment";
+    let env_service = format!("{}/{env_label}", names.domain);
+    let env_plist = sandbox
+        .home()
+        .join(format!("Library/LaunchAgents/{env_label}.plist"));
+    let install = [
+        "agent",
+        "install",
+        "--service",
+        "launchd",
+        "--broker",
+        "--listen",
+        "127.0.0.1:61999",
+    ];
+    let plistlib = |path: &Path| -> Value {
+        let script =
+            "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))";
+        serde_json::from_str(&python(script, b"", &[path.to_str().unwrap()])).unwrap()
+    };
+
+    sandbox.ok(&install);
+    let calls = sandbox.take_calls();
+    let setenv = format!("launchctl setenv CODEX_REFRESH_TOKEN_URL_OVERRIDE {url}");
+    let env_bootstrap = format!(
+        "launchctl bootstrap {} {}",
+        names.domain,
+        env_plist.display()
+    );
+    assert!(
+        calls.contains(&setenv) && calls.contains(&env_bootstrap),
+        "{calls:?}"
+    );
+    let agent = plistlib(&sandbox.plist_path());
+    assert_eq!(
+        agent["Sockets"]["Broker"],
+        serde_json::json!({"SockNodeName": "127.0.0.1", "SockServiceName": "61999",
+                           "SockType": "stream", "SockFamily": "IPv4"})
+    );
+    let environment = plistlib(&env_plist);
+    assert_eq!(environment["Label"], env_label);
+    assert_eq!(
+        environment["ProgramArguments"],
+        serde_json::json!([
+            "/bin/launchctl",
+            "setenv",
+            "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+            url
+        ])
+    );
+    assert_eq!(environment["RunAtLoad"], true);
+
+    // A reinstall without the broker takes it all back.
+    sandbox.ok(&["agent", "install", "--service", "launchd"]);
+    let calls = sandbox.take_calls();
+    assert!(
+        calls.contains(&"launchctl unsetenv CODEX_REFRESH_TOKEN_URL_OVERRIDE".to_owned())
+            && calls.contains(&format!("launchctl bootout {env_service}")),
+        "{calls:?}"
+    );
+    assert!(!env_plist.exists());
+    assert!(plistlib(&sandbox.plist_path()).get("Sockets").is_none());
+
+    // IPv6 where the address is; uninstall takes it all back.
+    sandbox.ok(&[
+        "agent",
+        "install",
+        "--service",
+        "launchd",
+        "--broker",
+        "--listen",
+        "[::1]:61999",
+    ]);
+    assert_eq!(
+        plistlib(&sandbox.plist_path())["Sockets"]["Broker"]["SockFamily"],
+        "IPv6"
+    );
+    sandbox.take_calls();
+    sandbox.ok(&["agent", "uninstall", "--service", "launchd"]);
+    let calls = sandbox.take_calls();
+    assert!(
+        calls.contains(&"launchctl unsetenv CODEX_REFRESH_TOKEN_URL_OVERRIDE".to_owned())
+            && calls.contains(&format!("launchctl bootout {env_service}"))
+            && calls.contains(&format!("launchctl bootout {}", names.service)),
+        "{calls:?}"
+    );
+    assert_eq!(
+        sandbox.tree(),
+        before,
+        "install then uninstall leaves nothing behind"
+    );
+}

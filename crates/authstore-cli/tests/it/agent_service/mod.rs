@@ -84,13 +84,16 @@ esac
 exit 0
 "#;
 
-/// Records its arguments; `bootstrap` copies the plist it is given, as a loaded agent, except
+/// Records its arguments; `bootstrap` copies the plist it is given, as a loaded agent (the
+/// broker's environment agent apart from the agent), except
 /// that the first `$FAIL_BOOTSTRAPS` bootstraps (counted in `$CALLS`) fail as launchd does while
 /// it is still removing a label that was booted out.
 const FAKE_LAUNCHCTL: &str = r#"#!/bin/sh
 printf 'launchctl %s\n' "$*" >> "$CALLS"
+# The broker's environment agent is loaded into $STARTED.env, the agent into $STARTED.
+case "$2$3" in *broker-environment*) loaded="$STARTED.env" ;; *) loaded="$STARTED" ;; esac
 case "$1" in
-  print) [ -f "$STARTED" ] || { echo "Could not find service" >&2; exit 113; }; echo "state = running" ;;
+  print) [ -f "$loaded" ] || { echo "Could not find service" >&2; exit 113; }; echo "state = running" ;;
   print-disabled) printf 'disabled services = {\n}\n' ;;
   bootstrap)
     tries=0
@@ -98,8 +101,8 @@ case "$1" in
     if [ "$tries" -le "${FAIL_BOOTSTRAPS:-0}" ]; then
       echo "Bootstrap failed: 5: Input/output error" >&2; exit 5
     fi
-    /bin/cp "$3" "$STARTED" ;;
-  bootout) /bin/rm -f "$STARTED" ;;
+    /bin/cp "$3" "$loaded" ;;
+  bootout) /bin/rm -f "$loaded" ;;
 esac
 exit 0
 "#;

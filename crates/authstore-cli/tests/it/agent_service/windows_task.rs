@@ -79,3 +79,79 @@ print(json.dumps({
     sandbox.ok(&["agent", "uninstall", "--service", "windows"]);
     assert_eq!(sandbox.tree(), before);
 }
+
+/// Records its arguments; `/Query` answers as for a registered task once `/Create` ran.
+const FAKE_SCHTASKS: &str = r#"#!/bin/sh
+printf 'schtasks %s\n' "$*" >> "$CALLS"
+case "$1" in
+  /Create) : > "$STARTED" ;;
+  /Delete) /bin/rm -f "$STARTED" ;;
+  /Query) [ -f "$STARTED" ] || exit 1 ;;
+esac
+exit 0
+"#;
+
+/// Records its arguments, as `setx` and `reg` are asked.
+const FAKE_RECORDER: &str = r#"#!/bin/sh
+printf '%s %s\n' "${0##*/}" "$*" >> "$CALLS"
+exit 0
+"#;
+
+#[test]
+fn install_broker_sets_the_user_token_url_and_a_reinstall_without_it_or_uninstall_removes_it() {
+    let sandbox = Sandbox::new();
+    sandbox.install_tool("schtasks", FAKE_SCHTASKS);
+    sandbox.install_tool("setx", FAKE_RECORDER);
+    sandbox.install_tool("reg", FAKE_RECORDER);
+    let home = sandbox.path("codex").display().to_string();
+    let install = |broker: bool| {
+        let mut args = vec![
+            "agent",
+            "install",
+            "--service",
+            "windows",
+            "--codex-home",
+            &home,
+        ];
+        if broker {
+            args.extend(["--broker", "--listen", "127.0.0.1:61999"]);
+        }
+        sandbox.ok(&args);
+        sandbox.take_calls()
+    };
+    let set = "setx CODEX_REFRESH_TOKEN_URL_OVERRIDE http://127.0.0.1:61999/oauth/token";
+    let delete = r"reg delete HKCU\Environment /v CODEX_REFRESH_TOKEN_URL_OVERRIDE /f";
+    let before = sandbox.tree();
+
+    let calls = install(true);
+    assert!(calls.iter().any(|call| call == set), "{calls:?}");
+    assert!(
+        !calls.iter().any(|call| call.starts_with("reg ")),
+        "{calls:?}"
+    );
+
+    // A reinstall without the broker takes the token URL back; one more leaves it alone.
+    let calls = install(false);
+    assert!(calls.iter().any(|call| call == delete), "{calls:?}");
+    assert!(
+        !calls.iter().any(|call| call.starts_with("setx ")),
+        "{calls:?}"
+    );
+    let calls = install(false);
+    assert!(
+        !calls.iter().any(|call| call.starts_with("reg ")),
+        "{calls:?}"
+    );
+
+    install(true);
+    sandbox.ok(&["agent", "uninstall", "--service", "windows"]);
+    let calls = sandbox.take_calls();
+    assert!(calls.iter().any(|call| call == delete), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|call| call == "schtasks /Delete /TN authstore-agent /F"),
+        "{calls:?}"
+    );
+    assert_eq!(sandbox.tree(), before);
+}
