@@ -164,11 +164,12 @@ impl<'a> Agent<'a> {
 /// `launchctl setenv` once at each login.
 pub(super) fn environment_plist(broker: &BrokerService) -> String {
     let name = authstore::authority::TOKEN_URL_ENV;
+    // "the broker option", not its flag: an XML comment cannot hold two hyphens in a row.
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
          <!-- Codex sends its refreshes to the authstore broker: sets {name} for the GUI session at login.\n     \
-         Written by `authstore agent install` with the broker option (an XML comment cannot hold two\n     hyphens); `authstore agent uninstall` removes it. -->\n\
+         Written by `authstore agent install` with the broker option; `authstore agent uninstall`\n     removes it. -->\n\
          <plist version=\"1.0\">\n<dict>\n\
          \t<key>Label</key>\n\t<string>{ENVIRONMENT_LABEL}</string>\n\
          \t<key>ProgramArguments</key>\n\t<array>\n\
