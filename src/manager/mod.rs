@@ -254,6 +254,21 @@ impl AuthManager {
         self.inner.feed.is_watching()
     }
 
+    /// Where the store's history of changes stands now, for [`AuthManager::changed`]: take it
+    /// before a look at the credentials, so that a change made during the look is not missed.
+    pub fn change_mark(&self) -> Mark {
+        self.inner.feed.mark()
+    }
+
+    /// Resolves once the store changed (any process's write, this manager's own included) after
+    /// `mark`: at once when it already has. With a watch ([`AuthManager::is_watching`]) nothing
+    /// wakes before the watch reports a change; without one this looks on the feed's own
+    /// interval, so a caller that wants to sleep long should wait on a timer instead. Bound it
+    /// with a timeout of your own.
+    pub async fn changed(&self, mark: &Mark) {
+        self.inner.feed.wait(mark).await;
+    }
+
     /// Counters of what this manager did.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot(self.inner.feed.checks())

@@ -28,8 +28,12 @@ mod wake;
 const CODEX_WINDOW: Duration = Duration::from_secs(300);
 /// `--ahead` when not given, for the agent and for the service that runs it.
 pub(crate) const DEFAULT_AHEAD_SECS: u64 = 600;
-/// The longest sleep between checks, so that logins, logouts and store changes are seen.
+/// The longest sleep between looks at a store that cannot be watched (a shared store, a
+/// directory without a watch), so that logins, logouts and changes are seen.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// The longest sleep between looks at a watched `auth.json`, whose changes wake the agent
+/// anyway: only a safety net, a few wake-ups an hour.
+const MAX_SLEEP_WATCHED: Duration = Duration::from_secs(15 * 60);
 /// The longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -137,28 +141,47 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     } else {
         None
     };
-    let mut wake = wake::WakeWatch::start();
+    let mut alarm = wake::Alarm::start();
     let mut backoff = wake::Backoff::default();
     loop {
         if *stop.borrow() {
             break;
         }
+        if let Some(jump) = alarm.jumped() {
+            report_jump(&mut report, jump, &mut backoff);
+        }
+        // Taken before the look: a change made during it (by anyone) ends the next wait at once.
+        let mark = manager.change_mark();
+        // Changes wake the agent only when they are pushed to it; a store that is looked at
+        // instead is looked at on the agent's own (shorter) schedule.
+        let watching = manager.is_watching();
+        let longest = if watching {
+            MAX_SLEEP_WATCHED
+        } else {
+            MAX_SLEEP
+        };
         let wait = match manager.auth().await {
             Ok(snapshot) => {
                 backoff.reset();
                 while let Ok(event) = events.try_recv() {
                     report_event(&mut report, &event, snapshot.expires_at());
                 }
-                next_check(snapshot.expires_at(), ahead)
+                next_check(snapshot.expires_at(), ahead, longest)
             }
             Err(error) => {
                 while events.try_recv().is_ok() {}
                 let wait = match error.kind() {
-                    // Waiting for someone to log in (again): check every few seconds.
+                    // Waiting for someone to log in (again): the watch says when; without one,
+                    // look every few seconds.
+                    ErrorKind::NotLoggedIn if watching => longest,
                     ErrorKind::NotLoggedIn => Duration::from_secs(2),
                     ErrorKind::ReloginRequired(_) => {
                         manager.reset();
-                        Duration::from_secs(5)
+                        if watching {
+                            longest
+                        } else {
+                            Duration::from_secs(5)
+                        }
                     }
                     // The authority or the store is down for now: back off, bounded, unless
                     // the token Codex reads is inside Codex's own window.
@@ -182,22 +205,32 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
                 wait
             }
         };
+        let deadline = SystemTime::now() + wait;
         if let Some(agent) = active.as_mut() {
-            agent.set_next_check(Some(SystemTime::now() + wait));
+            agent.set_next_check(Some(deadline));
         }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
-            // After a suspend (the sleep above runs on a clock that stood still): look now.
-            jump = wake.jumped() => {
-                report.line("clock_jumped", json!({"by_secs": jump.signed_secs()}));
-                // A wake earns the one-second retries again: the network is coming back.
-                backoff.reset();
+            // In this order: a jump the alarm sees when armed is reported before anything else.
+            biased;
+            // The deadline on the wall clock, or a wake from suspend or a clock set before it.
+            jump = alarm.until(deadline) => {
+                if let Some(jump) = jump {
+                    report_jump(&mut report, jump, &mut backoff);
+                }
             }
+            _ = stop.changed() => {}
+            // Another process logged in, out, or wrote new tokens.
+            () = manager.changed(&mark), if watching => {}
         }
     }
     report.line("stopped", json!({}));
     Ok(exit::SUCCESS)
+}
+
+fn report_jump(report: &mut Reporter, jump: wake::ClockJump, backoff: &mut wake::Backoff) {
+    report.line("clock_jumped", json!({"by_secs": jump.signed_secs()}));
+    // A wake earns the one-second retries again: the network is coming back.
+    backoff.reset();
 }
 
 /// An agent that refreshes only inside Codex's own window leaves Codex refreshing too: said by
@@ -230,14 +263,14 @@ async fn try_become_agent(home: &FileStore) -> Result<Option<ActiveAgent>, Error
 
 /// When to look again: when the token enters the agent's window, but at least a second from now
 /// (a token whose whole life is shorter than the window is refreshed at half its remaining life,
-/// not in a loop) and at most [`MAX_SLEEP`].
-fn next_check(expires_at: Option<SystemTime>, ahead: Duration) -> Duration {
+/// not in a loop) and at most `longest`.
+fn next_check(expires_at: Option<SystemTime>, ahead: Duration, longest: Duration) -> Duration {
     let Some(remaining) = expires_at.and_then(|exp| exp.duration_since(SystemTime::now()).ok())
     else {
         return Duration::from_secs(1);
     };
     let until_window = remaining.checked_sub(ahead).unwrap_or(remaining / 2);
-    until_window.clamp(Duration::from_secs(1), MAX_SLEEP)
+    until_window.clamp(Duration::from_secs(1), longest)
 }
 
 fn report_event(report: &mut Reporter, event: &AuthEvent, expires_at: Option<SystemTime>) {

@@ -1,29 +1,46 @@
-//! Noticing that the machine slept, and retrying quickly right after.
+//! Sleeping until work is due on the wall clock, noticing that the machine slept or the clock
+//! was set, and retrying quickly right after.
 //!
-//! The agent's timers run on the monotonic clock, which does not count the time the machine is
-//! suspended (Linux `CLOCK_MONOTONIC`, macOS `mach_absolute_time`): a 30 s sleep started before
-//! a suspend ends 30 s of *awake* time later, long after every editor window woke and asked for a
-//! token. Token expiry is wall-clock time. So the agent reads both clocks on a short tick
-//! ([`TICK`]) and, when the wall clock moved further than the monotonic one by more than
-//! [`JUMP_THRESHOLD`], looks at the credentials at once. The tick costs a timer wake-up twice a
-//! second and two clock reads (vDSO calls on Linux, no system call), and no file I/O; a wall
-//! clock set back, or stepped by NTP, is reported the same way and only makes the agent look
-//! again, which is harmless.
+//! Token expiry is wall-clock time, but tokio's timers run on the monotonic clock, which does not
+//! count the time the machine is suspended (Linux `CLOCK_MONOTONIC`, macOS
+//! `mach_absolute_time`): a 30 s sleep started before a suspend ends 30 s of *awake* time later,
+//! long after every editor window woke and asked for a token. So the agent waits on an
+//! [`Alarm`], which resolves at a wall-clock deadline, or earlier when the wall clock moved
+//! under it (a resume, a clock set), and then says how far the wall clock jumped.
 //!
-//! Where the monotonic clock does count suspended time (Windows' performance counter is
-//! documented to keep counting across sleep on current systems), timers fire on time after a
-//! wake and no jump is seen: nothing is lost. A platform wake notification could be added; the
-//! tick would stay, since it also covers a clock that was set.
+//! - **Linux**: a `timerfd` on `CLOCK_REALTIME`, armed with an absolute deadline and
+//!   `TFD_TIMER_CANCEL_ON_SET` ([`timerfd`]). The kernel fires it at the deadline, counting
+//!   suspended time, and cancels it on every clock set and on resume, which wakes the agent at
+//!   once. Between those, nothing: an idle agent makes no system call and takes no wake-up. A
+//!   kernel that refuses the timer (a seccomp filter, a kernel older than 2.6.27) gets the tick.
+//! - **Elsewhere** (macOS, Windows), for now: the tick. Both clocks are read every [`TICK`], and
+//!   when the wall clock moved further than the monotonic one by more than [`JUMP_THRESHOLD`]
+//!   the alarm resolves; so does reaching the deadline. It costs a timer wake-up twice a second
+//!   and two clock reads (no file I/O). Where the monotonic clock counts suspended time
+//!   (Windows' performance counter is documented to keep counting across sleep on current
+//!   systems) nothing is lost either way. macOS's wall-clock `kqueue` timers
+//!   (`NOTE_ABSOLUTE`) and Windows' absolute waitable timers with the resume notification would
+//!   bring the idle cost there to zero too; they are not built yet.
 //!
-//! Verified: the detector by the table below; the whole path on Linux by the `agent_wake` tests,
-//! which moves only the agent's wall clock (libfaketime, monotonic left alone) while it runs and
-//! checks that the refresh follows within 2 s, several times. macOS and Windows: by reasoning.
+//! A wall clock set back, or stepped by NTP, is reported the same way as a suspend and only makes
+//! the agent look again, which is harmless.
+//!
+//! Verified: the jump detector by the table below; the whole path on Linux by the `agent_wake`
+//! tests, which move only the agent's wall clock (libfaketime, monotonic left alone) while it runs
+//! and then, since a timerfd hears of a clock change only from the kernel, set the system clock
+//! to the current time (as root; the test says so and skips when it cannot), and check that the
+//! refresh follows within 2 s, several times; the idle cost by `benches/agent_idle.rs`. macOS
+//! and Windows: the tick is the code all platforms shared before, and the detector is the same.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{CODEX_WINDOW, MAX_BACKOFF};
 
-/// How often both clocks are read: a wake is acted on within this (plus the refresh).
+#[cfg(target_os = "linux")]
+mod timerfd;
+
+/// Without a wall-clock timer, how often both clocks are read: a wake is acted on within this
+/// (plus the refresh).
 pub(super) const TICK: Duration = Duration::from_millis(500);
 /// A smaller difference between the two clocks over one tick is scheduling noise or NTP slew.
 pub(super) const JUMP_THRESHOLD: Duration = Duration::from_secs(1);
@@ -83,31 +100,91 @@ impl JumpDetector {
     }
 }
 
-/// The agent's tick: resolves when the wall clock jumps.
+/// Waits for a wall-clock deadline; see the module docs.
 #[derive(Debug)]
-pub(super) struct WakeWatch {
+pub(super) struct Alarm {
+    timer: Timer,
     detector: JumpDetector,
-    interval: tokio::time::Interval,
 }
 
-impl WakeWatch {
+#[derive(Debug)]
+enum Timer {
+    #[cfg(target_os = "linux")]
+    WallClock(timerfd::WallTimer),
+    Tick(tokio::time::Interval),
+}
+
+impl Alarm {
+    /// The platform's wall-clock timer, else the tick. Needs a running tokio runtime.
     pub(super) fn start() -> Self {
+        #[cfg(target_os = "linux")]
+        let timer = match timerfd::WallTimer::new() {
+            Ok(timer) => Timer::WallClock(timer),
+            Err(error) => {
+                tracing::info!(%error, "no wall-clock timer (timerfd); reading the clocks twice a second instead");
+                Self::tick()
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let timer = Self::tick();
+        let mut detector = JumpDetector::new(JUMP_THRESHOLD);
+        detector.observe(SystemTime::now(), Instant::now());
+        Self { timer, detector }
+    }
+
+    fn tick() -> Timer {
         let mut interval = tokio::time::interval(TICK);
         // A tick that comes late (a long refresh) is not made up for with a burst.
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut detector = JumpDetector::new(JUMP_THRESHOLD);
-        detector.observe(SystemTime::now(), Instant::now());
-        Self { detector, interval }
+        Timer::Tick(interval)
     }
 
-    /// The next jump. Cancel-safe: the readings persist between calls.
-    pub(super) async fn jumped(&mut self) -> ClockJump {
-        loop {
-            self.interval.tick().await;
-            if let Some(jump) = self.detector.observe(SystemTime::now(), Instant::now()) {
-                return jump;
+    /// Resolves at `deadline` (wall clock), or earlier when the wall clock jumped or was set;
+    /// returns the jump since the previous reading, if the clocks disagree by more than
+    /// [`JUMP_THRESHOLD`]. The readings run on from one call to the next, so a jump while the
+    /// agent was busy between two waits (a suspend during a refresh) ends the next wait at once.
+    /// Cancel-safe: the next call arms the timer afresh.
+    pub(super) async fn until(&mut self, deadline: SystemTime) -> Option<ClockJump> {
+        match &mut self.timer {
+            #[cfg(target_os = "linux")]
+            Timer::WallClock(timer) => {
+                // Armed before the clocks are read: a clock change after the reading cancels
+                // the armed timer, one before it shows in the reading. None falls between.
+                let waited = match timer.arm(deadline) {
+                    Ok(()) => {
+                        let jump = self.detector.observe(SystemTime::now(), Instant::now());
+                        if jump.is_some() {
+                            return jump;
+                        }
+                        timer.expired().await.map(drop)
+                    }
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = waited {
+                    // Not expected once the timer exists; never a busy loop: fall back for good.
+                    tracing::info!(%error, "the wall-clock timer failed; reading the clocks twice a second instead");
+                    self.timer = Self::tick();
+                }
+                self.observe()
             }
+            Timer::Tick(interval) => loop {
+                let jump = self.detector.observe(SystemTime::now(), Instant::now());
+                if jump.is_some() || SystemTime::now() >= deadline {
+                    return jump;
+                }
+                interval.tick().await;
+            },
         }
+    }
+
+    /// The jump since the previous reading, if any: read before each look, so that a jump is
+    /// reported before the refresh it causes.
+    pub(super) fn jumped(&mut self) -> Option<ClockJump> {
+        self.observe()
+    }
+
+    fn observe(&mut self) -> Option<ClockJump> {
+        self.detector.observe(SystemTime::now(), Instant::now())
     }
 }
 

@@ -2,23 +2,27 @@
 //! After a suspend the agent refreshes within 2 s of the wake when the token is inside its
 //! window, every time.
 //!
-//! A suspend is the wall clock jumping forward while the monotonic clock (which the agent's
-//! timers run on) stands still. The test makes exactly that happen to a real agent process,
-//! without sleeping for it: the agent runs under libfaketime (`LD_PRELOAD`), with the monotonic
-//! clock left alone (`DONT_FAKE_MONOTONIC=1`) and its wall-clock offset read from a file on every
-//! clock read (`FAKETIME_TIMESTAMP_FILE`, `FAKETIME_NO_CACHE=1`), which the test replaces to
-//! jump an hour ahead. Rust's `SystemTime::now` is glibc's `clock_gettime(CLOCK_REALTIME)`,
-//! which libfaketime intercepts; `Instant` (`CLOCK_MONOTONIC`) passes through.
+//! A suspend is the wall clock jumping forward while the monotonic clock stands still, and the
+//! kernel telling the timers that asked (`TFD_TIMER_CANCEL_ON_SET`) that the clock changed. The
+//! test makes exactly that happen to a real agent process, without sleeping for it: the agent
+//! runs under libfaketime (`LD_PRELOAD`), with the monotonic clock left alone
+//! (`DONT_FAKE_MONOTONIC=1`) and its wall-clock offset read from a file on every clock read
+//! (`FAKETIME_TIMESTAMP_FILE`, `FAKETIME_NO_CACHE=1`), which the test replaces to jump an hour
+//! ahead. Rust's `SystemTime::now` is glibc's `clock_gettime(CLOCK_REALTIME)`, which libfaketime
+//! intercepts; `Instant` (`CLOCK_MONOTONIC`) passes through. The agent's wall-clock timer is a
+//! kernel timer it arms by direct system call, so libfaketime's jump alone wakes nothing: the
+//! kernel's announcement is made real by setting the system clock to the current time (root, or
+//! `CAP_SYS_TIME`), which moves no clock and cancels every such timer, as a resume does.
 //!
 //! The token authority (this process) issues `exp` by the real clock while the agent's clock is
 //! ahead by the offset, so before each jump the test sets the lifetime of the next tokens so that
 //! the agent sees `CALM` seconds left on a fresh token (far outside its window: its next
-//! scheduled look is 30 s away) and, after a jump of `JUMP`, `CALM - JUMP` = 400 s: inside its
-//! 600 s window. A refresh within 2 s can then only come from noticing the jump.
+//! scheduled look is `CALM - 600` s away) and, after a jump of `JUMP`, `CALM - JUMP` = 400 s:
+//! inside its 600 s window. A refresh within 2 s can then only come from noticing the jump.
 //!
-//! Needs Debian's `faketime` package. Missing, the test fails in CI (`CI=true`) and is skipped
-//! with a printed reason elsewhere. A static binary (`AUTHSTORE_TEST_BINARY`) cannot be
-//! preloaded: the test says so and skips.
+//! Needs Debian's `faketime` package and the right to set the clock. Missing either, the test
+//! fails in CI (`CI=true`) and is skipped with a printed reason elsewhere. A static binary
+//! (`AUTHSTORE_TEST_BINARY`) cannot be preloaded: the test says so and skips.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -62,6 +66,33 @@ fn libfaketime() -> Option<PathBuf> {
     None
 }
 
+/// Sets the system clock to the time it reads now (a step back of the microsecond in between):
+/// the kernel cancels every timer armed with `TFD_TIMER_CANCEL_ON_SET`, as on a resume. Whether
+/// this process may; when it may not, fails in CI and skips (saying why) elsewhere.
+fn announce_clock_set() -> bool {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls get a valid pointer to a timespec that lives across the call.
+    let set = unsafe {
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) == 0
+            && libc::clock_settime(libc::CLOCK_REALTIME, &now) == 0
+    };
+    if !set {
+        let reason = format!(
+            "setting the clock to the current time failed ({}): run as root for the kernel's clock-change announcement",
+            std::io::Error::last_os_error()
+        );
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the wake test needs it: {reason}"
+        );
+        eprintln!("skipped: {reason}");
+    }
+    set
+}
+
 /// Sets the agent's wall-clock offset, atomically (a reader never sees a half-written file).
 fn set_offset(file: &Path, secs: u64) {
     let temp = file.with_extension("tmp");
@@ -87,6 +118,9 @@ async fn after_a_suspend_the_agent_refreshes_within_two_seconds_every_time() {
     let Some(library) = libfaketime() else {
         return;
     };
+    if !announce_clock_set() {
+        return;
+    }
     let env = Env::new().await;
     let clock_dir = tempfile::tempdir().unwrap();
     let offset_file: PathBuf = clock_dir.path().join("offset");
@@ -144,22 +178,26 @@ async fn after_a_suspend_the_agent_refreshes_within_two_seconds_every_time() {
         let refreshes = env.sim.successful_refreshes();
         set_offset(&offset_file, offset);
         let woke = Instant::now();
-        let mut jumped = None;
-        loop {
+        assert!(announce_clock_set(), "the clock could be set a moment ago");
+        // The jump is reported before the refresh it causes; or just after it, when the jump
+        // lands during a look the agent makes anyway (one follows each refresh: its own write is
+        // a change of the file).
+        let (mut jumped, mut refreshed) = (None, None);
+        while jumped.is_none() || refreshed.is_none() {
             let event = tokio::time::timeout(WAKE_DEADLINE, agent.next_event())
                 .await
                 .unwrap_or_else(|_| {
                     panic!(
-                        "suspend {suspend}: no refresh within {WAKE_DEADLINE:?} of the wake (seen: jump {jumped:?})"
+                        "suspend {suspend}: no refresh within {WAKE_DEADLINE:?} of the wake (seen: jump {jumped:?}, refresh after {refreshed:?})"
                     )
                 });
             match event["event"].as_str() {
                 Some("clock_jumped") => jumped = event["by_secs"].as_f64(),
-                Some("refreshed") => break,
+                Some("refreshed") => refreshed = Some(woke.elapsed()),
                 _ => {}
             }
         }
-        let delay = woke.elapsed();
+        let delay = refreshed.expect("the loop ends on a refresh");
         assert!(
             delay < WAKE_DEADLINE,
             "suspend {suspend}: refreshed {delay:?} after the wake"
