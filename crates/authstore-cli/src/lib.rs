@@ -66,7 +66,7 @@ pub mod exit {
 /// Share one Codex auth.json between many processes without ever reusing a rotated refresh
 /// token.
 #[derive(Debug, Parser)]
-#[command(name = "authstore", version, about, long_about = None, args_override_self = true)]
+#[command(name = "authstore", version = env!("AUTHSTORE_VERSION"), about, long_about = None, args_override_self = true)]
 pub(crate) struct Cli {
     /// The Codex home holding auth.json [default: $CODEX_HOME, else ~/.codex]
     #[arg(long, global = true, value_name = "DIR")]
