@@ -58,7 +58,8 @@
 //! knows nothing about files. [`document`] is the `auth.json` model (unknown fields kept, JWT
 //! claims, staleness), [`error`] the one error type, [`secret`] the redacted token type,
 //! [`changes`] the change events for long-running readers, [`rotations`] the record of the refresh
-//! tokens a home rotated away (for a token endpoint in front of it).
+//! tokens a home rotated away (for a token endpoint in front of it), [`sandboxes`] the
+//! access-only homes a host home feeds (their secrets stand in for its refresh token).
 //!
 //! [`store`] is one interface ([`store::Store`], [`store::Transaction`], [`store::ChangeFeed`])
 //! with its backends as sibling modules: [`store::file`](mod@store::file) (`auth.json` under
@@ -112,6 +113,7 @@ mod failpoint;
 pub mod manager;
 pub mod policy;
 pub mod rotations;
+pub mod sandboxes;
 pub mod secret;
 /// The embedded local token authority (feature `simulator`): the `authstore-simulator` crate,
 /// re-exported. It imports nothing from this library, so it is a crate of its own, and programs

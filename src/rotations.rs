@@ -162,13 +162,13 @@ pub fn rotation_between<'a>(before: &'a AuthDocument, after: &AuthDocument) -> O
         .then_some(old)
 }
 
-fn token_digest(token: &Secret) -> String {
+pub(crate) fn token_digest(token: &Secret) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, token.expose().as_bytes()).as_ref())
 }
 
 /// The account and user, exactly: two identities match when both ids are equal (absent ones
 /// included), the strictest rows of the guarded-adoption rule.
-fn identity_digest(identity: &Identity) -> Option<String> {
+pub(crate) fn identity_digest(identity: &Identity) -> Option<String> {
     if identity.account_id.is_none() && identity.user_id.is_none() {
         return None;
     }

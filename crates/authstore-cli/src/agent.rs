@@ -205,6 +205,11 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
                 wait
             }
         };
+        // The sandboxes follow every change of the host's login the look saw or made.
+        match super::sandbox::follow_host(&home).await {
+            Ok(done) => report_sandboxes(&mut report, &done),
+            Err(error) => report.line("sandboxes", json!({"error": error.report().to_string()})),
+        }
         let deadline = SystemTime::now() + wait;
         if let Some(agent) = active.as_mut() {
             agent.set_next_check(Some(deadline));
@@ -225,6 +230,21 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     }
     report.line("stopped", json!({}));
     Ok(exit::SUCCESS)
+}
+
+fn report_sandboxes(report: &mut Reporter, done: &authstore::sandboxes::FreshnessReport) {
+    if done.written.is_empty() && done.logged_out.is_empty() && done.skipped.is_empty() {
+        return;
+    }
+    let skipped: Vec<_> = done
+        .skipped
+        .iter()
+        .map(|(name, why)| json!({"name": name, "why": why}))
+        .collect();
+    report.line(
+        "sandboxes",
+        json!({"written": done.written, "logged_out": done.logged_out, "skipped": skipped}),
+    );
 }
 
 fn report_jump(report: &mut Reporter, jump: wake::ClockJump, backoff: &mut wake::Backoff) {

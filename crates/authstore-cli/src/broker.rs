@@ -19,7 +19,13 @@
 //!   transaction ([`IN_TRANSACTION_HEADER`]): that process holds `auth.lock` and is spending the
 //!   token itself, and running the transaction here would wait for its lock.
 //!
-//! `POST /oauth/revoke` (Codex's logout) is forwarded. `GET /authstore/broker` says who the
+//! * a sandbox's secret ([`authstore::sandboxes`]): the host's current access and id tokens
+//!   (refreshed through the transaction when stale) with the same secret as the refresh token;
+//!   a secret the home's registry does not hold: `invalid_grant` (401, the authority's shape),
+//!   nothing sent upstream.
+//!
+//! `POST /oauth/revoke` (Codex's logout) is forwarded; of a sandbox's secret, it removes that
+//! sandbox (its entry and its `auth.json`) and nothing else. `GET /authstore/broker` says who the
 //! broker is (its home's [fingerprint](authstore::store::home_fingerprint) and pid, for
 //! `status`; [`probe`]). Anything else is a 404, a malformed or
 //! oversized body a 400, both in the OAuth error shape; none of them touches the store. The
@@ -33,7 +39,9 @@
 //! it hands out tokens only for a refresh token the caller already holds (the current one, or
 //! one of the same login rotated away moments ago), so a local process learns nothing it could
 //! not get by sending that token to the upstream itself. On another address (given explicitly,
-//! with a warning) requests from peers that are not on loopback get no answer from the store.
+//! with a warning) requests from peers that are not on loopback get no answer from the store
+//! but a sandbox's: only a sandbox secret is answered there (the container's bridge), never the
+//! host's refresh token, and nothing is forwarded.
 //! The request bodies are secrets: they are never logged, and neither are the answers.
 
 use std::net::{IpAddr, SocketAddr};
@@ -45,6 +53,7 @@ use authstore::authority::{
     MAX_ANSWER_BYTES,
 };
 use authstore::error::{Error, ErrorKind, ReloginReason};
+use authstore::sandboxes;
 use authstore::secret::Secret;
 use authstore::store::StoreConfig;
 use authstore::{AuthManager, AuthSnapshot, ManagerOptions, Rotation};
@@ -165,6 +174,8 @@ pub(crate) struct Broker {
     upstream: AuthorityConfig,
     http: reqwest::Client,
     reuse_interval: Duration,
+    /// The home's sandboxes, whose secrets it answers (none for a store with no local home).
+    sandboxes: Option<sandboxes::Registry>,
 }
 
 pub(crate) async fn run(cli: &Cli, options: &Options) -> Result<u8, Error> {
@@ -193,8 +204,12 @@ impl Broker {
             .local_file()
             .map(|file| authstore::store::home_fingerprint(file.home()))
             .unwrap_or_default();
+        let sandboxes = manager
+            .local_file()
+            .map(|file| sandboxes::Registry::in_home(file.home()));
         Ok(Arc::new(Self {
             home,
+            sandboxes,
             http: forwarding_client(&upstream)?,
             manager,
             upstream,
@@ -356,25 +371,32 @@ impl Broker {
             }
         };
         // A dual-stack socket shows an IPv4 peer as ::ffff:a.b.c.d.
-        if !peer.ip().to_canonical().is_loopback() {
-            // Only this machine's processes are answered from the store (and forwarded).
-            tracing::info!(%peer, "refused a request from off loopback");
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "this broker answers only clients on its loopback",
-            );
-        }
+        let off_loopback = !peer.ip().to_canonical().is_loopback();
         if !token {
+            if let Some(secret) =
+                read_revoked(content_type.as_ref(), &body).filter(sandboxes::is_sandbox_secret)
+            {
+                return self.revoke_sandbox(&secret).await;
+            }
+            if off_loopback {
+                return refused_off_loopback(peer);
+            }
             tracing::info!("forwarding a revocation");
             let url = self.upstream.revoke_url();
             return self.forward(&url, content_type, body).await;
         }
         let grant = match read_grant(content_type.as_ref(), &body) {
             Ok(grant) => grant,
+            Err(_) if off_loopback => return refused_off_loopback(peer),
             Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
         };
         match grant {
+            // A sandbox's secret, from wherever its Codex runs (a container's bridge, say).
+            Grant::Refresh(presented) if sandboxes::is_sandbox_secret(&presented) => {
+                self.refresh_sandbox(&presented).await
+            }
+            // Only this machine's processes are answered from the store (and forwarded).
+            _ if off_loopback => refused_off_loopback(peer),
             Grant::Refresh(_) if in_transaction => {
                 tracing::info!("forwarding a refresh made inside another authstore transaction");
                 self.forward(self.upstream.url(), content_type, body).await
@@ -385,6 +407,78 @@ impl Broker {
                 self.forward(self.upstream.url(), content_type, body).await
             }
         }
+    }
+
+    /// A sandbox's Codex refreshes: the host's current access and id tokens (refreshed through
+    /// the transaction when stale), with the sandbox's own secret as the refresh token. A secret
+    /// the registry does not hold (removed, logged out, never issued) gets `invalid_grant`, as
+    /// the authority answers a token it never issued; nothing is sent upstream.
+    async fn refresh_sandbox(&self, presented: &Secret) -> Response<Full<Bytes>> {
+        let Some(sandbox) = self.sandboxes.as_ref().and_then(|r| r.find(presented)) else {
+            tracing::info!("refused a sandbox secret that is not registered");
+            return authority_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "this sandbox was removed or logged out: add it again on the host (authstore sandbox add)",
+            );
+        };
+        let snapshot = match self.manager.auth().await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                return match error.kind() {
+                    ErrorKind::NotLoggedIn | ErrorKind::ReloginRequired(_) => {
+                        tracing::info!(sandbox = %sandbox.name, error = %error.report(), "the host cannot serve its sandbox");
+                        authority_error(
+                            StatusCode::UNAUTHORIZED,
+                            "invalid_grant",
+                            "the host is not logged in: log in on the host, then add the sandbox again",
+                        )
+                    }
+                    _ => {
+                        tracing::info!(sandbox = %sandbox.name, error = %error.report(), "the host's refresh failed for now");
+                        oauth_error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "temporarily_unavailable",
+                            &error.to_string(),
+                        )
+                    }
+                };
+            }
+        };
+        if !sandboxes::Registry::is_for(&sandbox, snapshot.document()) {
+            // Never another identity's tokens: the agent logs this sandbox out.
+            tracing::info!(sandbox = %sandbox.name, "the host holds another account's or user's login");
+            return authority_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "the host is logged in as another account or user: add the sandbox again",
+            );
+        }
+        tracing::info!(sandbox = %sandbox.name, "answered a sandbox's refresh");
+        let login = sandboxes::sandbox_login(snapshot.document(), presented, SystemTime::now());
+        tokens(&AuthSnapshot::new(login))
+    }
+
+    /// Codex's logout inside a sandbox: that sandbox is removed (its entry and its `auth.json`),
+    /// nothing else. RFC 7009: the answer is 200 whether or not the secret was known.
+    async fn revoke_sandbox(&self, presented: &Secret) -> Response<Full<Bytes>> {
+        if let Some(registry) = &self.sandboxes {
+            match registry.revoke(presented).await {
+                Ok(Some(sandbox)) => {
+                    tracing::info!(sandbox = %sandbox.name, "a sandbox's secret was revoked: sandbox removed")
+                }
+                Ok(None) => tracing::info!("revocation of a sandbox secret that is not registered"),
+                Err(error) => {
+                    tracing::info!(error = %error.report(), "cannot revoke a sandbox secret");
+                    return oauth_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "the sandbox registry cannot be written now",
+                    );
+                }
+            }
+        }
+        json_response(StatusCode::OK, &json!({}))
     }
 
     async fn refresh(
@@ -570,6 +664,53 @@ fn tokens(snapshot: &AuthSnapshot) -> Response<Full<Bytes>> {
         answer["expires_in"] = json!(expires_in.as_secs());
     }
     json_response(StatusCode::OK, &answer)
+}
+
+/// The refusal of a request from off loopback that is not a sandbox's.
+fn refused_off_loopback(peer: SocketAddr) -> Response<Full<Bytes>> {
+    tracing::info!(%peer, "refused a request from off loopback");
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "this broker answers only clients on its loopback, and sandboxes",
+    )
+}
+
+/// An error in the shape the authority sends for a refresh it refuses (`{"error": {"code",
+/// "message"}}`), which Codex reads as permanent on a 401: "log in again".
+fn authority_error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+/// The token a revocation names (RFC 7009 `token`, form-encoded or JSON as Codex sends it).
+fn read_revoked(content_type: Option<&HeaderValue>, body: &[u8]) -> Option<Secret> {
+    let form = content_type
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let token = if form {
+        form_urlencoded::parse(body)
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| value.into_owned())
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(fields)) => fields
+                .get("token")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        }
+    };
+    token
+        .filter(|t| authority::is_token_string(t))
+        .map(Secret::new)
 }
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response<Full<Bytes>> {

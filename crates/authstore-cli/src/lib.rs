@@ -38,6 +38,7 @@ pub mod demo;
 mod login;
 mod logout;
 mod refresh;
+mod sandbox;
 pub mod status;
 mod token;
 pub mod watch;
@@ -138,6 +139,9 @@ enum Command {
     /// Be the token endpoint of this Codex home (point CODEX_REFRESH_TOKEN_URL_OVERRIDE at it),
     /// so that every Codex refresh goes through the transaction; until SIGINT or SIGTERM
     Broker(broker::Options),
+    /// Access-only Codex homes for containers and sandboxes: the host's access token and a
+    /// secret of their own, never the host's refresh token (add, list, remove)
+    Sandbox(sandbox::Args),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) on stdout
     Completions(completions::Args),
     /// Print the man page (roff) on stdout, e.g. authstore man > ~/.local/share/man/man1/authstore.1
@@ -232,6 +236,7 @@ async fn run(cli: Cli) -> Result<u8, Error> {
             None => agent::run(&cli, args).await,
         },
         Command::Broker(args) => broker::run(&cli, args).await,
+        Command::Sandbox(args) => sandbox::run(&cli, args).await,
         Command::Completions(args) => completions::run(args),
         Command::Man => completions::run_man(),
         #[cfg(feature = "simulator")]

@@ -14,15 +14,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 /// A running `authstore broker` on a free loopback port, stopped (SIGTERM) when dropped.
-struct Broker {
+pub(super) struct Broker {
     child: Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl Broker {
     /// `authstore broker` on `env`'s home, its upstream `env`'s authority, with `extra`
     /// arguments; returns once it printed the URL it listens on.
-    async fn start(env: &Env, extra: &[&str]) -> Self {
+    pub(super) async fn start(env: &Env, extra: &[&str]) -> Self {
         Self::start_with_upstream(env, &env.sim.token_url(), extra).await
     }
 
@@ -51,12 +51,12 @@ impl Broker {
         Self { child, url }
     }
 
-    fn revoke_url(&self) -> String {
+    pub(super) fn revoke_url(&self) -> String {
         self.url.replace("/oauth/token", "/oauth/revoke")
     }
 
     /// Stops the broker and returns what it wrote to stderr.
-    async fn stop(self) -> String {
+    pub(super) async fn stop(self) -> String {
         let pid = self.child.id().expect("the broker runs") as i32;
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let output = wait_output_bounded(self.child).await;
@@ -73,7 +73,7 @@ async fn wait_output_bounded(child: Child) -> Output {
     authstore_testkit::process::wait_output_bounded(child).await
 }
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
@@ -83,7 +83,7 @@ fn client() -> reqwest::Client {
 }
 
 /// A refresh as Codex sends it: JSON, its client id.
-async fn codex_refresh(url: &str, refresh_token: &str) -> (u16, Value) {
+pub(super) async fn codex_refresh(url: &str, refresh_token: &str) -> (u16, Value) {
     let body = json!({
         "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
         "grant_type": "refresh_token",
@@ -98,14 +98,14 @@ async fn codex_refresh(url: &str, refresh_token: &str) -> (u16, Value) {
     answer(response).await
 }
 
-async fn answer(response: reqwest::Response) -> (u16, Value) {
+pub(super) async fn answer(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("the answer's body");
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     (status, body)
 }
 
-fn rt(document: &Value) -> String {
+pub(super) fn rt(document: &Value) -> String {
     authstore_testkit::token(document, "refresh_token")
 }
 
@@ -715,18 +715,21 @@ async fn status_says_whether_the_token_url_reaches_this_homes_broker_and_warns_w
 /// Two network namespaces joined by a veth pair (10.201.N.1 in `inner`, 10.201.N.2 in
 /// `outer`), removed when dropped: the only place a broker on an address other than loopback
 /// is tried, so that nothing listens on this machine's own interfaces.
-struct Namespaces {
-    inner: String,
-    outer: String,
-    inner_address: String,
+pub(super) struct Namespaces {
+    pub(super) inner: String,
+    pub(super) outer: String,
+    pub(super) inner_address: String,
 }
 
 impl Namespaces {
     /// `None` when they cannot be made here (not root, no `ip`): the caller skips, saying so.
-    fn new() -> Option<Self> {
-        let n = std::process::id() % 250;
-        let inner = format!("authstore-broker-{}", std::process::id());
-        let outer = format!("authstore-client-{}", std::process::id());
+    pub(super) fn new() -> Option<Self> {
+        // Tests of one process run at once: each pair has names and addresses of its own.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() + seq * 101) % 250;
+        let inner = format!("authstore-broker-{}-{seq}", std::process::id());
+        let outer = format!("authstore-client-{}-{seq}", std::process::id());
         let made = Self {
             inner_address: format!("10.201.{n}.1"),
             inner: inner.clone(),
@@ -825,7 +828,11 @@ impl Drop for Namespaces {
 }
 
 /// POSTs a refresh of `refresh_token` to `url` from inside `namespace`; (status, body).
-async fn refresh_from_namespace(namespace: &str, url: &str, refresh_token: &str) -> (u16, Value) {
+pub(super) async fn refresh_from_namespace(
+    namespace: &str,
+    url: &str,
+    refresh_token: &str,
+) -> (u16, Value) {
     const CLIENT: &str = "import json, sys, urllib.request, urllib.error\n\
         body = json.dumps({'grant_type': 'refresh_token', 'refresh_token': sys.argv[2]}).encode()\n\
         request = urllib.request.Request(sys.argv[1], data=body, headers={'Content-Type': 'application/json'})\n\

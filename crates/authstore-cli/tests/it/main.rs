@@ -19,4 +19,5 @@ mod crash_points;
 mod demo;
 mod hardening;
 mod postgres_machines;
+mod sandbox;
 mod token_formats;
