@@ -12,7 +12,8 @@
 //!   directory, the SHA-256 of its secret, the SHA-256 of the account and user it was made for,
 //!   and when. Never a secret: whoever can read the registry learns no way in. A sandbox that was
 //!   logged out (its `auth.json` removed, because the host logged out or another account or user
-//!   logged in) keeps its entry with no secret until it is added again or removed.
+//!   logged in) keeps its entry with no secret until it is added again or removed. A removed
+//!   sandbox has no entry: its secret is refused from then on.
 //! * Writers of the registry serialise on `authstore-sandboxes.lock` (taken after `auth.lock`
 //!   when both are held, never the other way round); it is replaced durably and atomically, so
 //!   readers take no lock. A sandbox's `auth.json` is written like any Codex home's: under that
@@ -258,18 +259,24 @@ impl Registry {
         Ok((sandbox, secret))
     }
 
-    /// Removes the sandbox `name`: its entry, and its `auth.json` (the directory is kept). Returns
-    /// it, or `None` when there is no such sandbox.
+    /// Removes the sandbox `name` from the registry: from then on its secret is refused (the
+    /// broker answers `invalid_grant`, and Codex inside says to log in again at its next
+    /// refresh). Its directory and `auth.json` are left as they are: Codex compares the file with
+    /// what it holds before it refreshes, and a file that vanished or changed under it would be
+    /// taken instead of asking, so the running Codex would never hear of the removal. The file
+    /// holds no refresh token of the host's, only an access token the sandbox already had, which
+    /// nothing can take back before it expires. Returns it, or `None` when there is no such
+    /// sandbox.
     ///
     /// # Errors
-    /// As [`Registry::list`]; [`ErrorKind::Io`](crate::ErrorKind::Io) when the registry or the
-    /// sandbox's `auth.json` cannot be written.
+    /// As [`Registry::list`]; [`ErrorKind::Io`](crate::ErrorKind::Io) when the registry cannot
+    /// be written.
     pub async fn remove(&self, name: &str) -> Result<Option<Sandbox>> {
         self.remove_where(|s| s.name == name).await
     }
 
-    /// Removes the sandbox whose secret `presented` is (Codex's logout inside it revokes it):
-    /// what [`Registry::remove`] does. Returns it, or `None` when no sandbox holds that secret.
+    /// Removes the sandbox whose secret `presented` is (Codex's logout inside it revokes it, and
+    /// removes its own `auth.json`): what [`Registry::remove`] does. Returns it, or `None` when no sandbox holds that secret.
     ///
     /// # Errors
     /// As [`Registry::remove`].
@@ -288,9 +295,7 @@ impl Registry {
             return Ok(None);
         };
         let sandbox = contents.sandboxes.remove(index);
-        // The entry first: from then on the broker refuses the secret, whatever the file.
         self.write(&contents)?;
-        remove_login(&sandbox_store(&sandbox.dir)).await?;
         Ok(Some(sandbox))
     }
 

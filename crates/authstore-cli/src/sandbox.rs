@@ -43,8 +43,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the sandbox NAME: its secret stops working at once, its auth.json is deleted, its
-    /// directory is kept
+    /// Remove the sandbox NAME: its secret is refused from now on, so that its Codex is told to
+    /// log in again at its next refresh; its directory is left as it is
     Remove {
         /// The sandbox's name
         name: String,
@@ -119,7 +119,8 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         Command::Remove { name } => match registry.remove(name).await? {
             Some(sandbox) => {
                 println!(
-                    "removed sandbox {}: its secret is refused from now on; {} kept without auth.json",
+                    "removed sandbox {}: its secret is refused from now on (Codex there is told to \
+                     log in again at its next refresh); {} is left as it is",
                     sandbox.name,
                     sandbox.dir.display()
                 );

@@ -153,7 +153,7 @@ impl AppServer {
         Self::start_command(app_server_command(lab, managed_config), editor).await
     }
 
-    async fn start_command(mut command: Command, editor: usize) -> Self {
+    pub async fn start_command(mut command: Command, editor: usize) -> Self {
         let mut child = command
             .stdin(Stdio::piped())
             .spawn()

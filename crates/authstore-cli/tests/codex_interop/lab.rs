@@ -29,20 +29,35 @@ pub const AUTHSTORE_CLIENT_ID: &str = "authstore-interop";
 pub const STALE: Duration = Duration::from_secs(60);
 pub const FRESH: Duration = Duration::from_secs(3600);
 
+/// The veths [`isolated_codex_bin`] accepts beside `lo`.
+static TEST_VETHS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Lets Codex run beside the veth `name`, which the caller made between this namespace and a
+/// new one of its own holding nothing but loopback and the veth's other end.
+pub fn allow_test_veth(name: &str) {
+    TEST_VETHS.lock().unwrap().push(name.to_owned());
+}
+
 /// Asserts that this process sees no network interface but `lo`, and returns the Codex binary
 /// named by `CODEX_BIN`. Called before every Codex launch.
 ///
 /// `/proc/self/net/dev` lists the interfaces of this process's own network namespace
 /// (`/sys/class/net` would still show the host's inside `unshare --net`, sysfs not being
 /// remounted).
+///
+/// The one exception is a veth whose other end is in a namespace this test made itself and
+/// that has nothing but loopback and that veth either ([`allow_test_veth`], the sandboxes'):
+/// nothing behind it leads off this machine.
 pub fn isolated_codex_bin() -> PathBuf {
     let devices = std::fs::read_to_string("/proc/self/net/dev")
         .expect("read /proc/self/net/dev to check the network namespace");
+    let allowed = TEST_VETHS.lock().unwrap().clone();
     let interfaces: Vec<&str> = devices
         .lines()
         .skip(2)
         .filter_map(|line| line.split(':').next())
         .map(str::trim)
+        .filter(|name| !allowed.iter().any(|veth| veth == name))
         .collect();
     assert!(
         interfaces == ["lo"],
@@ -155,6 +170,17 @@ impl Lab {
         });
         self.token_url = url;
         Broker { child, stderr }
+    }
+
+    /// Points every Codex and authstore process started afterwards at `url` (a broker this test
+    /// started itself).
+    pub fn point_at(&mut self, url: String) {
+        self.token_url = url;
+    }
+
+    /// The Codex binary.
+    pub fn codex_bin(&self) -> &Path {
+        &self.codex_bin
     }
 
     /// Runs Codex to completion (bounded); returns its output and how long it ran.

@@ -45,3 +45,4 @@ mod files;
 mod lab;
 mod locking;
 mod races;
+mod sandbox;

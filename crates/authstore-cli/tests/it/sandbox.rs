@@ -65,9 +65,14 @@ fn every_file(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.is_dir() {
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
                 todo.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
+            } else if meta.is_file()
+                && let Ok(bytes) = std::fs::read(&path)
+            {
                 found.push((path, bytes));
             }
         }
@@ -321,8 +326,12 @@ async fn a_removed_or_unknown_sandbox_secret_gets_invalid_grant_and_costs_no_aut
 
     let removed = env.run(&["sandbox", "remove", "box"]).await;
     assert_success(&removed);
-    assert!(dir.is_dir(), "the directory is kept");
-    assert!(!dir.join("auth.json").exists(), "its login is gone");
+    // The directory is left as it is, so that its Codex asks (and hears no) at its next refresh.
+    assert!(dir.is_dir());
+    assert_eq!(
+        token_of(&read_json(&dir.join("auth.json")), "refresh_token"),
+        secret
+    );
     for presented in [secret.clone(), format!("{PREFIX}{}", "A".repeat(43))] {
         let (status, body) = codex_refresh(&broker.url, &presented).await;
         assert_eq!(status, 401, "{body}");
@@ -362,7 +371,7 @@ async fn codex_logging_out_inside_a_sandbox_removes_that_sandbox_only() {
     assert_eq!(status, 200);
     assert_eq!(env.sim.revoke_calls(), 0, "the host's login is not revoked");
     assert_eq!(std::fs::read(env.auth_path()).unwrap(), host);
-    assert!(!dir_a.join("auth.json").exists());
+    // (Codex removes its own auth.json when it logs out; the broker only forgets the secret.)
     let (status, _) = codex_refresh(&broker.url, &secret_a).await;
     assert_eq!(status, 401);
     let (status, body) = codex_refresh(&broker.url, &secret_b).await;
