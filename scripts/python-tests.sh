@@ -6,7 +6,11 @@
 # tests use (httpx and requests, for authstore.httpx and authstore.requests), then pytest
 # (bindings/python/tests) against the embedded token authority and local HTTP servers. Fails
 # when a test fails or when pytest finds no test at all (its exit code 5).
+#
+#   bash scripts/python-tests.sh [SDIST]    (SDIST: test that sdist, e.g. scripts/dist.sh's,
+#                                            instead of making one)
 set -euo pipefail
+given=${1:+$(realpath "$1")}
 cd "$(dirname "$0")/.."
 
 venv=$(mktemp -d "${TMPDIR:-/tmp}/authstore-pyvenv.XXXXXX")
@@ -19,9 +23,14 @@ if ! python3 -m venv "$venv" 2>/dev/null; then
     python3 -m venv "$venv"
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install --quiet "maturin>=1.5,<2" pytest
-"$venv/bin/maturin" sdist --manifest-path bindings/python/Cargo.toml --out "$venv/sdist" >&2
-sdist=("$venv"/sdist/authstore-*.tar.gz)
+"${pip[@]}" install --quiet pytest
+if [ -n "$given" ]; then
+    sdist=("$given")
+else
+    "${pip[@]}" install --quiet "maturin>=1.5,<2"
+    "$venv/bin/maturin" sdist --manifest-path bindings/python/Cargo.toml --out "$venv/sdist" >&2
+    sdist=("$venv"/sdist/authstore-*.tar.gz)
+fi
 echo "python-tests: installing ${sdist[0]##*/}" >&2
 "${pip[@]}" install --quiet "${sdist[0]}[httpx,requests]"
 # Run from the tests' directory so that the installed package is tested, not the source tree.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the static Linux binary (x86_64-unknown-linux-musl, no dynamic dependencies) and runs
+# Builds the static Linux binary (x86_64-unknown-linux-musl, no dynamic dependencies, with the
+# PostgreSQL store: the binary scripts/dist.sh ships) and runs
 # the multi-process CLI tests against it (32 processes on one stale token against an authority
 # that revokes the family on reuse, refresh storms, kills, an in-place rewriter; then the
 # hardening suite's broken files and failing filesystems).
@@ -25,7 +26,7 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
 fi
 
 say "building authstore for $TARGET ($profile)"
-CC_x86_64_unknown_linux_musl=musl-gcc cargo build -p authstore-cli --profile "$profile" --target "$TARGET" --bin authstore
+CC_x86_64_unknown_linux_musl=musl-gcc cargo build -p authstore-cli --profile "$profile" --features postgres --target "$TARGET" --bin authstore
 bin="$PWD/target/$TARGET/$dir/authstore"
 
 # No dynamic dependencies: no interpreter, no NEEDED entries.

@@ -6,45 +6,18 @@
 #
 #   bash scripts/wine-tests.sh
 #
-# Installs what it needs from Debian (wine, the mingw-w64 linker) and the rustup target. The
-# binaries are linked with Debian's x86_64-w64-mingw32-gcc. Rust's standard library asks
-# bcryptprimitives.dll for random bytes (ProcessPrng), which Wine 8.0 lacks: a four-line stand-in
-# that calls RtlGenRandom is built here and put in the Wine prefix (test environment only; real
-# Windows has the DLL). Prints each binary's libtest summary; exits non-zero if any test fails.
+# Installs what it needs from Debian (wine, the mingw-w64 linker) and the rustup target, and
+# makes the Wine prefix (scripts/wine-prefix.sh, which says why it needs a stand-in DLL). The
+# binaries are linked with Debian's x86_64-w64-mingw32-gcc. Prints each binary's libtest
+# summary; exits non-zero if any test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "wine-tests: $*" >&2; }
 
 TARGET=x86_64-pc-windows-gnu
-if ! command -v wine >/dev/null 2>&1 || ! command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
-    say "installing wine and the mingw-w64 linker"
-    apt-get update >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y wine64 gcc-mingw-w64-x86-64 >&2
-fi
-rustup target add "$TARGET" >&2
-
-export WINEPREFIX="$PWD/target/wine-prefix" WINEDEBUG=-all RUST_BACKTRACE=0
-mkdir -p "$WINEPREFIX"
-shim_dir="$PWD/target/wine-shim"
-mkdir -p "$shim_dir"
-cat >"$shim_dir/bcryptprimitives.c" <<'C'
-#include <windows.h>
-/* RtlGenRandom, exported by advapi32 as SystemFunction036. */
-BOOLEAN WINAPI SystemFunction036(PVOID buffer, ULONG length);
-__declspec(dllexport) BOOL WINAPI ProcessPrng(PBYTE data, SIZE_T len) {
-    while (len > 0) {
-        ULONG chunk = len > 0x7fffffff ? 0x7fffffff : (ULONG)len;
-        if (!SystemFunction036(data, chunk)) return FALSE;
-        data += chunk;
-        len -= chunk;
-    }
-    return TRUE;
-}
-C
-x86_64-w64-mingw32-gcc -shared -O2 -o "$shim_dir/bcryptprimitives.dll" \
-    "$shim_dir/bcryptprimitives.c" -ladvapi32
-timeout 120 wineboot --init >/dev/null 2>&1 || true
-cp "$shim_dir/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
+# Wine, the mingw-w64 linker, the rustup target and a Wine prefix that runs Rust programs.
+source scripts/wine-prefix.sh
+export RUST_BACKTRACE=0
 
 # The library's unit tests and its test target (document properties, store platform, manager
 # scenarios; the Unix-only modules compile out), the embedded authority's unit tests and test

@@ -27,6 +27,11 @@ pub(crate) struct Args {
     /// Also log in: write a fresh auth.json for a test identity into the Codex home
     #[arg(long)]
     login: bool,
+
+    /// With --login: the lifetime of that login's access token, in seconds [default: as
+    /// --access-ttl]; e.g. 60 for a login that is stale at once while its successors are not
+    #[arg(long, value_name = "SECS", requires = "login")]
+    login_access_ttl: Option<u64>,
 }
 
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
@@ -45,7 +50,11 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         simulator.token_url()
     );
     if args.login {
+        if let Some(ttl) = args.login_access_ttl {
+            simulator.set_access_token_lifetime(Duration::from_secs(ttl));
+        }
         let value = simulator.auth_json(&Identity::new("acct-demo", "user-demo"));
+        simulator.set_access_token_lifetime(Duration::from_secs(args.access_ttl));
         let document = AuthDocument::parse(value.to_string().as_bytes()).map_err(|e| {
             Error::invalid_input(format!("the authority issued an invalid document: {e}"))
         })?;
