@@ -20,3 +20,4 @@ mod demo;
 mod hardening;
 mod postgres_machines;
 mod token_formats;
+mod token_rejected;
