@@ -388,20 +388,24 @@ async function fetchCredentials(entry, options, window, signal, extra = [], inpu
   return fresh;
 }
 
-/** Fresh credentials, refreshed (once across all processes) when stale; cached while fresh. */
-async function credentials(options = {}) {
+/** The cached (frozen) credentials when fresh, else the command's; shared, not copied. */
+async function currentCredentials(options) {
   const signal = options.signal;
   if (signal && signal.aborted) throw abortError(signal);
   const window = refreshWindow(options);
   const entry = entryFor(cacheKey(options));
-  if (isFresh(entry.credentials, window)) return copy(entry.credentials);
-  const fresh = await shared(
+  if (isFresh(entry.credentials, window)) return entry.credentials;
+  return shared(
     entry,
     `token:${window}`,
     (flightSignal) => fetchCredentials(entry, options, window, flightSignal),
     signal,
   );
-  return copy(fresh);
+}
+
+/** Fresh credentials, refreshed (once across all processes) when stale; cached while fresh. */
+async function credentials(options = {}) {
+  return copy(await currentCredentials(options));
 }
 
 /** A valid access token. */
@@ -417,6 +421,11 @@ async function token(options = {}) {
  * The token goes to the command on its standard input, never on its command line.
  */
 async function unauthorized(rejected, options = {}) {
+  return copy(await replacementFor(rejected, options));
+}
+
+/** unauthorized() without the copy. */
+async function replacementFor(rejected, options) {
   const accessToken = typeof rejected === 'string' ? rejected : rejected && rejected.accessToken;
   if (typeof accessToken !== 'string' || accessToken === '') {
     throw new UsageError(
@@ -432,8 +441,8 @@ async function unauthorized(rejected, options = {}) {
   // This process already asked about this token: the command's answer then still stands while
   // it is fresh (any number of requests that got a 401 for one token cost one run).
   const known = entry.replaced.get(id);
-  if (known && isFresh(known, window)) return copy(known);
-  const fresh = await shared(
+  if (known && isFresh(known, window)) return known;
+  return shared(
     entry,
     `rejected:${id}`,
     async (flightSignal) => {
@@ -454,7 +463,6 @@ async function unauthorized(rejected, options = {}) {
     },
     signal,
   );
-  return copy(fresh);
 }
 
 /**
@@ -552,13 +560,13 @@ function createFetch(options = {}) {
   return async function authstoreFetch(input, init) {
     const signal = (init && init.signal) || options.signal || undefined;
     const callOptions = signal ? { ...own, signal } : own;
-    const creds = await credentials(callOptions);
+    const creds = await currentCredentials(callOptions);
     const response = await send(input, init, creds);
     if (response.status !== 401) return response;
     const body = init ? init.body : undefined;
     const requestBody = typeof Request !== 'undefined' && input instanceof Request && input.body;
     if (!isReplayable(body) || requestBody) return response;
-    const replacement = await unauthorized(creds.accessToken, callOptions);
+    const replacement = await replacementFor(creds.accessToken, callOptions);
     // The first answer is dropped: free its connection.
     if (response.body && typeof response.body.cancel === 'function') {
       response.body.cancel().catch(() => {});
