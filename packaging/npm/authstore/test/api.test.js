@@ -40,15 +40,15 @@ describe('token() and credentials()', () => {
     const before = await refreshCalls();
 
     const creds = await api.credentials(options);
-    assert.equal(creds.accessToken, document.tokens.access_token);
+    h.sameSecret(creds.accessToken, document.tokens.access_token);
     assert.equal(creds.accountId, 'acct-a');
     assert.ok(creds.expiresAt instanceof Date && creds.expiresAt > new Date());
-    assert.equal(creds.headers.Authorization, `Bearer ${document.tokens.access_token}`);
+    h.sameSecret(creds.headers.Authorization, `Bearer ${document.tokens.access_token}`);
     assert.equal(creds.headers['ChatGPT-Account-Id'], 'acct-a');
     assert.equal(binary.runs(), 1);
 
     for (let i = 0; i < 20; i += 1) {
-      assert.equal(await api.token(options), document.tokens.access_token);
+      h.sameSecret(await api.token(options), document.tokens.access_token);
     }
     const many = await Promise.all(Array.from({ length: 20 }, () => api.credentials(options)));
     assert.ok(many.every((c) => c.accessToken === document.tokens.access_token));
@@ -57,7 +57,7 @@ describe('token() and credentials()', () => {
 
     // What the caller gets is a copy: changing it changes nothing cached.
     creds.headers.Authorization = 'changed';
-    assert.equal((await api.credentials(options)).headers.Authorization, `Bearer ${document.tokens.access_token}`);
+    h.sameSecret((await api.credentials(options)).headers.Authorization, `Bearer ${document.tokens.access_token}`);
   });
 
   test('a stale token is refreshed once for concurrent callers, then cached', async () => {
@@ -80,7 +80,7 @@ describe('token() and credentials()', () => {
     const document = h.withExpiry(await authority.login('acct-w', 'user-w'), 600);
     const { binary, options } = setup(document);
     const before = await refreshCalls();
-    assert.equal(await api.token(options), document.tokens.access_token);
+    h.sameSecret(await api.token(options), document.tokens.access_token);
     assert.equal(binary.runs(), 1);
     const renewed = await api.token({ ...options, refreshWindow: 900 });
     assert.ok(renewed !== document.tokens.access_token);
@@ -116,12 +116,12 @@ describe('unauthorized()', () => {
     const onDisk = h.readAuth(home).tokens.access_token;
     assert.ok(onDisk !== rejected.accessToken);
     assert.ok(answers.every((c) => c.accessToken === onDisk));
-    assert.equal(answers[0].headers.Authorization, `Bearer ${onDisk}`);
+    h.sameSecret(answers[0].headers.Authorization, `Bearer ${onDisk}`);
     assert.equal((await refreshCalls()) - before, 1);
     assert.equal(binary.runs(), 2, 'one spawn for the token, one for the eight reports');
     // The replacement is cached, and a late report of the same token costs nothing.
-    assert.equal(await api.token(options), onDisk);
-    assert.equal((await api.unauthorized(rejected, options)).accessToken, onDisk);
+    h.sameSecret(await api.token(options), onDisk);
+    h.sameSecret((await api.unauthorized(rejected, options)).accessToken, onDisk);
     assert.equal(binary.runs(), 2);
   });
 
@@ -132,7 +132,7 @@ describe('unauthorized()', () => {
     h.writeAuth(home, newer);
     const before = await refreshCalls();
     const answer = await api.unauthorized(first.tokens.access_token, options);
-    assert.equal(answer.accessToken, newer.tokens.access_token);
+    h.sameSecret(answer.accessToken, newer.tokens.access_token);
     assert.equal(await refreshCalls(), before);
   });
 
@@ -160,7 +160,7 @@ describe('unauthorized()', () => {
         assert.ok(!text.includes(secret), 'no token in the error');
       }
       assert.equal(await refreshCalls(), before);
-      assert.equal(h.readAuth(home).tokens.access_token, theirs.tokens.access_token);
+      h.sameSecret(h.readAuth(home).tokens.access_token, theirs.tokens.access_token);
     }
   });
 

@@ -173,6 +173,11 @@ function sleepingBinary() {
   return file;
 }
 
+/** `actual` is the token `expected`; a failure says so without showing either (no secret in a message). */
+function sameSecret(actual, expected, what = 'the token') {
+  assert.ok(actual === expected, `${what}: not the expected token (values not shown)`);
+}
+
 function sha256(text) {
   return crypto.createHash('sha256').update(text).digest('hex');
 }
@@ -244,6 +249,7 @@ module.exports = {
   withExpiry,
   countingBinary,
   sleepingBinary,
+  sameSecret,
   sha256,
   startResourceServer,
 };
