@@ -6,6 +6,14 @@
 //! `ExecCredential` (`client.authentication.k8s.io/v1`) and the Bazel credential-helper answer.
 //! None ever holds the refresh token or the id token. The `token_formats` tests parse each as
 //! its consumer does.
+//!
+//! `--rejected-stdin` is the 401 path ([`AuthManager::unauthorized_token`]): the access token a
+//! request was rejected with arrives on standard input (never on a command line, where other
+//! users can read it), and what is printed replaces it. It is not offered as a SHA-256 digest:
+//! a digest names no account or user, so a store that already holds a newer token could not be
+//! proven the same identity's, and would have to be refused (tests: `token_rejected`).
+//!
+//! [`AuthManager::unauthorized_token`]: authstore::AuthManager::unauthorized_token
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -111,7 +119,17 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         .manager_with(|options| options.watch(false).freshness(freshness))
         .await?;
     let snapshot = match &rejected {
-        Some(rejected) => manager.unauthorized_token(rejected.expose(), None).await?,
+        Some(rejected) => {
+            let replacement = manager.unauthorized_token(rejected.expose(), None).await?;
+            // A newer token adopted from the store may itself be stale: then refresh it as any
+            // stale token (the transaction again, guarded against the snapshot just adopted),
+            // so that what is printed is as fresh as what `token` alone prints.
+            if replacement.is_stale(SystemTime::now(), &freshness) {
+                manager.auth().await?
+            } else {
+                replacement
+            }
+        }
         None => manager.auth().await?,
     };
     let (Some(token), Some(headers)) = (snapshot.access_token(), snapshot.request_headers()) else {

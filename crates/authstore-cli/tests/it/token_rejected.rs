@@ -81,6 +81,28 @@ async fn a_newer_token_of_the_same_user_in_the_store_is_printed_with_no_authorit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_but_stale_token_in_the_store_is_refreshed_once_before_it_is_printed() {
+    let env = Env::new().await;
+    let rejected = login_fresh(&env, &alice());
+    // Another process moved on to a token that is already within the refresh window.
+    let stale = env.login_stale(&alice());
+    let stale = stale["tokens"]["access_token"].as_str().unwrap().to_owned();
+
+    let runs: Vec<_> = (0..4)
+        .map(|_| report(&env, rejected.as_bytes(), &[]))
+        .collect();
+    let outputs = futures::future::join_all(runs).await;
+    for output in &outputs {
+        assert_success(output);
+    }
+    let new = on_disk(&env);
+    assert!(new != stale && new != rejected, "refreshed");
+    assert!(outputs.iter().all(|o| stdout(o) == new));
+    assert_eq!(env.sim.refresh_calls(), 1);
+    assert!(env.seconds_left() > 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_account_or_user_in_the_store_is_exit_4_with_nothing_printed() {
     for other in [
         Identity::new("acct-1", "user-bob"),
