@@ -384,7 +384,9 @@ async function fetchCredentials(entry, options, window, signal, extra = [], inpu
   );
   if (code !== 0) throw failure(code, stderr);
   const fresh = toCredentials(parseJson(stdout, 'token'));
-  entry.credentials = fresh;
+  // A run that began before a 401 was reported may end after it with the rejected token:
+  // never cache that one again over its replacement.
+  if (!entry.replaced.has(digest(fresh.accessToken))) entry.credentials = fresh;
   return fresh;
 }
 
@@ -441,7 +443,12 @@ async function replacementFor(rejected, options) {
   // This process already asked about this token: the command's answer then still stands while
   // it is fresh (any number of requests that got a 401 for one token cost one run).
   const known = entry.replaced.get(id);
-  if (known && isFresh(known, window)) return known;
+  if (known && isFresh(known, window)) {
+    if (entry.credentials && entry.credentials.accessToken === accessToken) {
+      entry.credentials = known;
+    }
+    return known;
+  }
   return shared(
     entry,
     `rejected:${id}`,
