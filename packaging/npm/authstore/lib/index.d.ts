@@ -20,7 +20,7 @@ export interface Options {
   /** An `authstore` binary to run instead of the bundled one (default: $AUTHSTORE_BINARY, else the bundled one). */
   binary?: string;
   /** The environment of the command (default: this process's). */
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
   /** Aborts the call: it rejects with the signal's reason, and the command is killed. */
   signal?: AbortSignal;
 }
