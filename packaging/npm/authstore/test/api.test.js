@@ -234,6 +234,35 @@ describe('errors', () => {
     }
   });
 
+  test('lockTimeout: a transaction held elsewhere past the deadline is Unavailable', async (t) => {
+    const { spawnSync, spawn } = require('node:child_process');
+    if (spawnSync('flock', ['--version']).status !== 0) {
+      t.skip('flock(1) is not installed');
+      return;
+    }
+    const stale = h.withExpiry(await authority.login('acct-l', 'user-l'), -60);
+    const { home, options } = setup(stale);
+    // Another process holds Codex's transaction lock (flock, as Codex and the command take it).
+    const holder = spawn('flock', ['--exclusive', `${home}/auth.lock`, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      const fs = require('node:fs');
+      const deadline = Date.now() + h.BOUND;
+      while (spawnSync('flock', ['--nonblock', `${home}/auth.lock`, 'true']).status === 0) {
+        assert.ok(Date.now() < deadline, 'the holder took the lock');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(fs.existsSync(`${home}/auth.lock`));
+      const started = Date.now();
+      const error = await api.token({ ...options, lockTimeout: 0.5 }).catch((e) => e);
+      assert.ok(error instanceof api.Unavailable, String(error));
+      assert.equal(error.exitCode, 5);
+      assert.match(error.message, /auth\.lock/);
+      assert.ok(Date.now() - started < 20_000);
+    } finally {
+      holder.kill();
+    }
+  });
+
   test('a missing platform binary is BinaryNotFound, naming the package to install', async () => {
     // The package's lib/ alone, where no per-platform package can be resolved, in a process
     // without AUTHSTORE_BINARY.
