@@ -542,8 +542,9 @@ const OWN_OPTIONS = [
  * sent again. A second 401 is returned as a response, never thrown.
  */
 function createFetch(options = {}) {
-  const base = options.fetch || globalThis.fetch;
-  if (typeof base !== 'function') {
+  // The global fetch is looked up per request, so that a test's stub of it is used.
+  const base = options.fetch;
+  if (typeof (base || globalThis.fetch) !== 'function') {
     throw new UsageError('authstore: createFetch() needs a fetch (Node 18 or later has one)');
   }
   const own = {};
@@ -561,7 +562,7 @@ function createFetch(options = {}) {
     headers.delete('chatgpt-account-id');
     for (const [name, value] of Object.entries(creds.headers)) headers.set(name, value);
     if (!headers.has('authorization')) headers.set('authorization', `Bearer ${creds.accessToken}`);
-    return base(input, { ...(init || {}), headers });
+    return (base || globalThis.fetch)(input, { ...(init || {}), headers });
   }
 
   return async function authstoreFetch(input, init) {

@@ -140,6 +140,23 @@ describe('createFetch', () => {
     assert.ok(/^Bearer ./.test(calls[0]), 'a bearer token was set (not shown)');
   });
 
+  test('without a fetch option, the global fetch of the moment is used (a stub of it too)', async () => {
+    const { options } = await loggedIn('acct-7', 'user-7');
+    const authFetch = api.createFetch(options);
+    const original = globalThis.fetch;
+    let stubbed = 0;
+    globalThis.fetch = async () => {
+      stubbed += 1;
+      return new Response(null, { status: 204 });
+    };
+    try {
+      assert.equal((await authFetch('http://127.0.0.1:9/never')).status, 204);
+    } finally {
+      globalThis.fetch = original;
+    }
+    assert.equal(stubbed, 1);
+  });
+
   test('an aborted request rejects with the abort reason', async () => {
     const { options } = await loggedIn('acct-6', 'user-6');
     const authFetch = api.createFetch({ ...options, binary: h.sleepingBinary() });
