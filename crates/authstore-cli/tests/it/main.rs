@@ -21,3 +21,4 @@ mod hardening;
 mod postgres_machines;
 mod sandbox;
 mod token_formats;
+mod token_rejected;
