@@ -16,8 +16,9 @@
 #   bash scripts/dist.sh [--ci] [--base-url URL]
 #
 # --ci builds only the Linux x86_64 artifacts (the static tarball, the manylinux2014 wheel, the
-# sdist, the npm package with its linux-x64 package) and the Windows zip, which CI tests
-# (scripts/dist-tests.sh); the aarch64 and Windows wheels stay covered by scripts/cross-check.sh.
+# sdist, the npm package with its linux-x64 package), which CI tests (scripts/dist-tests.sh); the
+# others stay covered by scripts/cross-check.sh (clippy per target) and scripts/wine-tests.sh,
+# within CI's time.
 # --base-url is where the release's files will be downloadable (the Homebrew formula's url; the
 # default is the GitHub release of this version).
 #
@@ -144,8 +145,10 @@ if ! $ci; then
     timed "static binary aarch64-unknown-linux-musl" build_musl_aarch64
     archive aarch64-unknown-linux-musl target/aarch64-unknown-linux-musl/release/authstore
 fi
-timed "Windows binary x86_64-pc-windows-gnu" build_windows
-archive x86_64-pc-windows-gnu target/x86_64-pc-windows-gnu/release/authstore.exe
+if ! $ci; then
+    timed "Windows binary x86_64-pc-windows-gnu" build_windows
+    archive x86_64-pc-windows-gnu target/x86_64-pc-windows-gnu/release/authstore.exe
+fi
 
 # --- Python ---------------------------------------------------------------------------------
 
@@ -195,8 +198,8 @@ npm_packages() {
     npm_platform linux-x64 linux x64 "$host_bin"
     if ! $ci; then
         npm_platform linux-arm64 linux arm64 target/aarch64-unknown-linux-musl/release/authstore
+        npm_platform win32-x64 win32 x64 target/x86_64-pc-windows-gnu/release/authstore.exe
     fi
-    npm_platform win32-x64 win32 x64 target/x86_64-pc-windows-gnu/release/authstore.exe
 }
 timed "npm packages" npm_packages
 
