@@ -58,7 +58,9 @@ mkdir -p "$out/python" "$stage"
 # Archives list their files in one order, owned by root, dated by the commit: the same tree
 # gives the same archive.
 epoch=$(git log -1 --format=%ct 2>/dev/null || date +%s)
-export SOURCE_DATE_EPOCH=$epoch
+# SOURCE_DATE_EPOCH (the wheels' file times) is given to maturin alone: the cc crate counts it in
+# the fingerprint of ring's C build, so exported it would rebuild the static binary that
+# scripts/static-binary.sh built and tested, and the shipped one would not be that one.
 
 timed() { # timed NAME COMMAND...: runs COMMAND, then says how long NAME took
     local name=$1 started=$SECONDS
@@ -156,7 +158,7 @@ maturin_build() { # maturin_build TARGET [MATURIN ARGS...]
     local target=$1
     shift
     rustup target add "$target" >&2
-    maturin build --release --manifest-path bindings/python/Cargo.toml --target "$target" \
+    SOURCE_DATE_EPOCH=$epoch maturin build --release --manifest-path bindings/python/Cargo.toml --target "$target" \
         --out "$out/python" "$@" >&2
 }
 timed "wheel manylinux2014 x86_64" maturin_build x86_64-unknown-linux-gnu --zig --compatibility manylinux2014
@@ -167,7 +169,7 @@ if ! $ci; then
     # pyo3 writes the import library of python3.dll itself (no Python for Windows needed).
     timed "wheel Windows x86_64" maturin_build x86_64-pc-windows-gnu --features pyo3/generate-import-lib
 fi
-timed "sdist" maturin sdist --manifest-path bindings/python/Cargo.toml --out "$out/python" >&2
+timed "sdist" env SOURCE_DATE_EPOCH="$epoch" maturin sdist --manifest-path bindings/python/Cargo.toml --out "$out/python" >&2
 
 # --- npm ------------------------------------------------------------------------------------
 

@@ -603,16 +603,22 @@ async fn read_bounded(mut answer: reqwest::Response) -> Option<Bytes> {
     Some(body.into())
 }
 
-/// Reads the grant from a JSON body (as Codex sends it) or a form-encoded one (RFC 6749).
-fn read_grant(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<Grant, &'static str> {
-    let form = content_type
+/// Whether a body is form-encoded (RFC 6749's requests); anything else is read as JSON, as Codex
+/// sends it.
+fn is_form(content_type: Option<&HeaderValue>) -> bool {
+    content_type
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| {
             value
                 .trim_start()
                 .to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
-        });
+        })
+}
+
+/// Reads the grant from a JSON body (as Codex sends it) or a form-encoded one (RFC 6749).
+fn read_grant(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<Grant, &'static str> {
+    let form = is_form(content_type);
     let (grant_type, refresh_token) = if form {
         let mut grant_type = None;
         let mut refresh_token = None;
@@ -687,14 +693,7 @@ fn authority_error(status: StatusCode, code: &str, message: &str) -> Response<Fu
 
 /// The token a revocation names (RFC 7009 `token`, form-encoded or JSON as Codex sends it).
 fn read_revoked(content_type: Option<&HeaderValue>, body: &[u8]) -> Option<Secret> {
-    let form = content_type
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| {
-            value
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+    let form = is_form(content_type);
     let token = if form {
         form_urlencoded::parse(body)
             .find(|(name, _)| name == "token")

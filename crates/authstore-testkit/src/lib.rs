@@ -27,6 +27,7 @@
 #[cfg(unix)]
 pub mod agent_process;
 pub mod binary;
+pub mod files;
 pub mod home;
 #[cfg(unix)]
 pub mod postgres;

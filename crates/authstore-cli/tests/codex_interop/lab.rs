@@ -431,9 +431,16 @@ pub struct Agent {
 
 impl Agent {
     pub fn spawn(lab: &Lab, ahead_secs: u64) -> Self {
+        Self::spawn_with(lab, &["--ahead", &ahead_secs.to_string()])
+    }
+
+    /// `authstore agent --json` with `args` (e.g. `--broker --listen ...`).
+    pub fn spawn_with(lab: &Lab, args: &[&str]) -> Self {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let mut command_line = vec!["agent", "--json"];
+        command_line.extend_from_slice(args);
         let mut child = lab
-            .authstore(&["agent", "--json", "--ahead", &ahead_secs.to_string()])
+            .authstore(&command_line)
             .spawn()
             .expect("start authstore agent");
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -475,6 +482,28 @@ impl Agent {
 
     pub fn count(&self, event: &str) -> usize {
         self.moments(event).len()
+    }
+
+    /// The first `event` the agent reported, waiting for it (bounded).
+    pub async fn first(&self, event: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .events
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, value)| value["event"] == event)
+                .map(|(_, value)| value.clone());
+            if let Some(found) = found {
+                return found;
+            }
+            assert!(
+                started.elapsed() < BOUND,
+                "the agent reported no {event} within {BOUND:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGTERM, then waits (bounded); returns the exit status, every event and stderr.

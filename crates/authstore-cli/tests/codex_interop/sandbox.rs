@@ -2,10 +2,12 @@
 //! --json`, each directory bind-mounted as the `CODEX_HOME` of Codex processes in a mount and
 //! network namespace of their own (`ip netns exec`, the host's Codex home hidden under a tmpfs),
 //! which reach the host's broker only over a veth pair this test makes; beside them, Codex on
-//! the host on the broker's loopback, and `authstore agent` keeping the sandboxes in line.
+//! the host on the broker's loopback, and `authstore agent --broker` (the broker on every
+//! address of this namespace) keeping the sandboxes in line.
 //!
 //! Rounds in which every app-server (the host's and each sandbox's) forces a refresh at once, a
-//! `codex exec` in each sandbox, then `sandbox remove` of one sandbox while its Codex runs:
+//! `codex exec` in each sandbox, then `sandbox remove` of one sandbox and a login of another user
+//! on the host while their Codex runs:
 //! counted are the authority's calls per round, reuse, revoked families and failed answers; the
 //! host's refresh tokens (every one the authority saw or holds) are searched for in every file
 //! of both sandbox directories, sampled throughout, and in the logs.
@@ -21,7 +23,6 @@ use authstore_testkit::binary::{assert_success, captured, stdout};
 use authstore_testkit::process::BOUND;
 use authstore_testkit::token;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::editors::{Answer, AppServer};
@@ -172,29 +173,10 @@ fn file_texts(dir: &Path) -> Vec<String> {
 }
 
 fn file_texts_up_to(dir: &Path, limit: u64) -> Vec<String> {
-    let mut texts = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(next) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            // Directories and regular files only: a socket or FIFO Codex keeps there is not read.
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                todo.push(path);
-            } else if meta.is_file()
-                && meta.len() <= limit
-                && let Ok(bytes) = std::fs::read(&path)
-            {
-                texts.push(String::from_utf8_lossy(&bytes).into_owned());
-            }
-        }
-    }
-    texts
+    authstore_testkit::files::regular_files(dir, limit)
+        .into_iter()
+        .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
+        .collect()
 }
 
 fn access_token_in(dir: &Path) -> Option<String> {
@@ -229,28 +211,27 @@ async fn sandboxed_codex_gets_the_hosts_login_through_the_broker_and_never_its_r
     let family = lab.sim.family_of(&token(&login, "refresh_token")).unwrap();
     let net = SandboxNet::new();
 
-    // The broker on every address of this namespace: its loopback for the host's Codex, the
-    // veth for the sandboxes' (where it answers sandbox secrets only).
+    // The agent with the broker on every address of this namespace: its loopback for the host's
+    // Codex, the veth for the sandboxes' (where it answers sandbox secrets only).
     let upstream = lab.sim.token_url();
-    let mut broker = lab
-        .authstore(&[
+    let agent = Agent::spawn_with(
+        &lab,
+        &[
             "-v",
-            "broker",
+            "--ahead",
+            "600",
+            "--broker",
             "--listen",
             "0.0.0.0:0",
             "--upstream",
             &upstream,
-        ])
-        .spawn()
-        .expect("start the broker");
-    let mut lines = BufReader::new(broker.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(BOUND, lines.next_line())
-        .await
+        ],
+    );
+    let url = agent.first("broker").await["url"]
+        .as_str()
         .unwrap()
-        .unwrap()
-        .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let port = first
+        .to_owned();
+    let port = url
         .trim_end_matches("/oauth/token")
         .rsplit(':')
         .next()
@@ -297,7 +278,6 @@ async fn sandboxed_codex_gets_the_hosts_login_through_the_broker_and_never_its_r
     }
     let calls_at_start = lab.sim.refresh_calls();
     let sampler = DirSampler::start(boxes.iter().map(|b| b.dir.clone()).collect());
-    let agent = Agent::spawn(&lab, 600);
     let started = Instant::now();
 
     let mut host = AppServer::start(&lab, &managed, 0).await;
@@ -357,6 +337,17 @@ async fn sandboxed_codex_gets_the_hosts_login_through_the_broker_and_never_its_r
     let host_after = host.auth_status_refreshing(true).await;
     let after_removal_calls = lab.sim.refresh_calls() - before;
 
+    // Another user logs in on the host while box-2's Codex runs: box-2 is logged out and never
+    // gets that user's tokens, from the file or from the broker.
+    let bob = lab.new_login(
+        &authstore_simulator::Identity::new("acct-1", "user-bob"),
+        FRESH,
+    );
+    lab.authstore_login(&bob).await;
+    let bob_access = token(&bob, "access_token");
+    let box2_after_bob = inside[1].auth_status_refreshing(true).await;
+    let box2_got_bob = matches!(&box2_after_bob, Answer::Token(t) if *t == bob_access);
+    let box2_logged_out = !boxes[1].dir.join("auth.json").exists();
     let (samples, mut seen) = sampler.finish();
     for sandbox in &boxes {
         seen.extend(file_texts(&sandbox.dir));
@@ -368,29 +359,26 @@ async fn sandboxed_codex_gets_the_hosts_login_through_the_broker_and_never_its_r
         inside_stderr.push(server.stop().await);
     }
     let (_, events, agent_stderr) = agent.terminate().await;
-    let _ = broker.start_kill();
-    let mut broker_stderr = String::new();
-    if let Some(mut err) = broker.stderr.take() {
-        use tokio::io::AsyncReadExt;
-        let _ = tokio::time::timeout(BOUND, err.read_to_string(&mut broker_stderr)).await;
-    }
-
     let stats = lab.sim.stats();
     let mut host_tokens = lab.sim.presented_refresh_tokens();
     host_tokens.push(token(&lab.disk(), "refresh_token"));
     host_tokens.push(token(&login, "refresh_token"));
+    let bob_in_files = seen
+        .iter()
+        .filter(|text| text.contains(bob_access.as_str()))
+        .count();
     let leaked_in_files = seen
         .iter()
         .filter(|text| host_tokens.iter().any(|t| text.contains(t.as_str())))
         .count();
     let events_text: String = events.iter().map(Value::to_string).collect();
-    let logs = [&broker_stderr, &agent_stderr, &events_text, &host_stderr]
+    let logs = [&agent_stderr, &events_text, &host_stderr]
         .into_iter()
         .chain(inside_stderr.iter())
         .filter(|text| host_tokens.iter().any(|t| text.contains(t.as_str())))
         .count();
     let removed_is_login_again = matches!(removed_answer, Answer::Failed(_));
-    let refused = broker_stderr
+    let refused = agent_stderr
         .lines()
         .filter(|line| line.contains("refused a sandbox secret"))
         .count();
@@ -400,7 +388,9 @@ async fn sandboxed_codex_gets_the_hosts_login_through_the_broker_and_never_its_r
          by the sandboxed codex exec {exec_calls}, after box-1 was removed {after_removal_calls}; \
          failed answers {}; reuse {}, families revoked {}; {samples} samples of the sandbox \
          directories ({} distinct file contents), {leaked_in_files} holding a host refresh token; \
-         logs holding one: {logs}; sandbox secrets the broker refused: {refused}; codex exec exit codes {:?}; box-1 after removal: {}",
+         logs holding one: {logs}; sandbox secrets the broker refused: {refused}; codex exec exit codes {:?}; box-1 after removal: {}; \
+         another user's login on the host: box-2 logged out {box2_logged_out}, its Codex given that user's \
+         token {box2_got_bob}, files holding it {bob_in_files}",
         millis(took),
         failures.len(),
         stats.reuse_rejections,
@@ -447,5 +437,13 @@ async fn sandboxed_codex_gets_the_hosts_login_through_the_broker_and_never_its_r
         describe(&host_after)
     );
     assert!(after_removal_calls <= 1);
-    assert_current_token_on_disk(&lab, family);
+    assert!(
+        box2_logged_out,
+        "box-2 kept a login after another user's login on the host"
+    );
+    assert!(!box2_got_bob, "box-2's Codex got another user's token");
+    assert_eq!(
+        bob_in_files, 0,
+        "another user's token in a sandbox directory"
+    );
 }

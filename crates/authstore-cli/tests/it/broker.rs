@@ -862,21 +862,15 @@ pub(super) async fn refresh_from_namespace(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_an_address_other_than_loopback_the_broker_answers_no_client_off_its_loopback() {
-    let Some(namespaces) = Namespaces::new() else {
-        return;
-    };
-    let env = Env::new().await;
-    let before = env.login_stale(&alice());
-    let stored = std::fs::read(env.auth_path()).unwrap();
-    // The upstream is this machine's authority, which the broker's namespace cannot reach:
-    // nothing the test does can leave either namespace.
+/// `authstore broker --listen 0.0.0.0:0` on `env`'s home, inside `namespace`; its upstream is this
+/// machine's authority, which that namespace cannot reach: nothing a test does can leave either
+/// namespace. Returns the process (stderr unread) and its port.
+pub(super) async fn broker_in_namespace(env: &Env, namespace: &str) -> (Child, String) {
     let upstream = env.sim.token_url();
     let broker = env.command(&["broker", "--listen", "0.0.0.0:0", "--upstream", &upstream]);
     let mut command = tokio::process::Command::new("ip");
     command
-        .args(["netns", "exec", &namespaces.inner])
+        .args(["netns", "exec", namespace])
         .arg(broker.as_std().get_program())
         .args(broker.as_std().get_args())
         .env_remove("CODEX_HOME");
@@ -894,6 +888,18 @@ async fn on_an_address_other_than_loopback_the_broker_answers_no_client_off_its_
         .unwrap()
         .trim_end_matches("/oauth/token")
         .to_owned();
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_address_other_than_loopback_the_broker_answers_no_client_off_its_loopback() {
+    let Some(namespaces) = Namespaces::new() else {
+        return;
+    };
+    let env = Env::new().await;
+    let before = env.login_stale(&alice());
+    let stored = std::fs::read(env.auth_path()).unwrap();
+    let (mut child, port) = broker_in_namespace(&env, &namespaces.inner).await;
     let mut stderr_lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let warning = tokio::time::timeout(BOUND, stderr_lines.next_line())
         .await

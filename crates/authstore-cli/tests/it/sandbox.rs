@@ -6,7 +6,7 @@
 //! a sandbox can see.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use authstore_simulator::Identity;
@@ -16,7 +16,8 @@ use authstore_testkit::binary::*;
 use serde_json::{Value, json};
 
 use super::broker::{
-    Broker, Namespaces, answer, client, codex_refresh, refresh_from_namespace, rt,
+    Broker, Namespaces, answer, broker_in_namespace, client, codex_refresh, refresh_from_namespace,
+    rt,
 };
 
 const PREFIX: &str = "authstore-sandbox-";
@@ -55,36 +56,11 @@ fn token_of(document: &Value, name: &str) -> String {
     authstore_testkit::token(document, name)
 }
 
-/// Every file under `dir`, read whole.
-fn every_file(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(next) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&next) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                todo.push(path);
-            } else if meta.is_file()
-                && let Ok(bytes) = std::fs::read(&path)
-            {
-                found.push((path, bytes));
-            }
-        }
-    }
-    found
-}
-
 /// Fails, naming the file but never the token, when any host refresh token in `tokens` is in
 /// any file under `dir` or in `texts`.
 fn assert_nowhere(tokens: &[String], dir: &Path, texts: &[&str]) {
     for (i, token) in tokens.iter().enumerate() {
-        for (path, bytes) in every_file(dir) {
+        for (path, bytes) in authstore_testkit::files::regular_files(dir, u64::MAX) {
             let text = String::from_utf8_lossy(&bytes);
             assert!(
                 !text.contains(token.as_str()),
@@ -503,29 +479,7 @@ async fn off_loopback_the_broker_answers_a_sandboxs_secret_and_nothing_else() {
     add(&env, "box", &dir).await;
     let secret = token_of(&read_json(&dir.join("auth.json")), "refresh_token");
     let stored = std::fs::read(env.auth_path()).unwrap();
-    let upstream = env.sim.token_url();
-    let broker = env.command(&["broker", "--listen", "0.0.0.0:0", "--upstream", &upstream]);
-    let mut command = tokio::process::Command::new("ip");
-    command
-        .args(["netns", "exec", &namespaces.inner])
-        .arg(broker.as_std().get_program())
-        .args(broker.as_std().get_args())
-        .env_remove("CODEX_HOME");
-    captured(&mut command);
-    let mut child = command.spawn().unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(BOUND, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let port = first
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim_end_matches("/oauth/token")
-        .to_owned();
+    let (mut child, port) = broker_in_namespace(&env, &namespaces.inner).await;
     let remote = format!("http://{}:{port}/oauth/token", namespaces.inner_address);
 
     // The sandbox's secret, from the other end of the veth pair (a container's bridge).
