@@ -8,8 +8,15 @@
 #
 #   bash scripts/keyring-tests.sh            # build and run (extra arguments go to the test binary)
 #   bash scripts/keyring-tests.sh --inner …  # (internal) the part inside dbus-run-session
+#
+# AUTHSTORE_KEYRING_TEST_FEATURES (e.g. failpoints,postgres) builds the tests with those features,
+# so that a CI run right after `cargo test --features failpoints,postgres` reuses that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+features=()
+if [[ -n "${AUTHSTORE_KEYRING_TEST_FEATURES:-}" ]]; then
+  features=(--features "$AUTHSTORE_KEYRING_TEST_FEATURES")
+fi
 
 password=authstore-test
 
@@ -26,7 +33,7 @@ if [[ "${1:-}" == "--inner" ]]; then
   done
   export AUTHSTORE_KEYRING_TESTS=1
   # The Secret Service tests take turns among themselves; the rest of the module is quick.
-  exec cargo test -p authstore-cli --test it -- "${@:2}"
+  exec cargo test -p authstore-cli "${features[@]}" --test it -- "${@:2}"
 fi
 
 missing=()
@@ -39,7 +46,7 @@ if ((${#missing[@]})); then
 fi
 
 # Build first, outside the session, so that the session's time is the tests'.
-cargo test -p authstore-cli --test it --no-run
+cargo test -p authstore-cli "${features[@]}" --test it --no-run
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

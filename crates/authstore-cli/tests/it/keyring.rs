@@ -266,6 +266,62 @@ async fn eight_token_processes_on_a_stale_keyring_login_make_one_refresh_and_upd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_creates_the_item_as_codex_does_and_logout_deletes_it() {
+    let _turn = SECRET_SERVICE.lock().await;
+    if skip() {
+        return;
+    }
+    let env = Env::new().await;
+    write_config(env.home(), "cli_auth_credentials_store = \"keyring\"\n");
+    let login =
+        authstore_testkit::with_unknown_fields(env.new_login(&alice(), Duration::from_secs(3600)));
+    let from = env.login_file(&login);
+    let output = env.run(&["login", "--from", from.to_str().unwrap()]).await;
+    assert_success(&output);
+    let item = read_item(env.home()).expect("login created the item");
+    assert_eq!(item["tokens"], login["tokens"]);
+    assert_eq!(item["x_custom"], json!({"kept": true}));
+    let mut args = vec!["search".to_owned(), "--all".to_owned()];
+    args.extend(item_attributes(env.home()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let found = secret_tool(&args, None);
+    // Attributes go to stderr and the rest to stdout (libsecret's secret-tool); the secret
+    // line is left out of any failure message.
+    let text: String = format!(
+        "{}{}",
+        String::from_utf8_lossy(&found.stdout),
+        String::from_utf8_lossy(&found.stderr)
+    )
+    .lines()
+    .filter(|line| !line.starts_with("secret ="))
+    .map(|line| format!("{line}\n"))
+    .collect();
+    let label = format!(
+        "label = {}@Codex Auth:default (keyring v3.6.3)",
+        account(env.home())
+    );
+    assert!(text.contains(&label), "{text}");
+    assert!(
+        text.contains("attribute.application = rust-keyring"),
+        "{text}"
+    );
+    assert!(
+        !env.auth_path().exists(),
+        "keyring mode writes no auth.json"
+    );
+
+    let output = env.run(&["logout"]).await;
+    assert_success(&output);
+    assert_eq!(
+        read_item(env.home()),
+        None,
+        "logout deletes the item, as Codex's does"
+    );
+    assert!(!env.auth_path().exists());
+    assert_eq!(env.run(&["token"]).await.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_option_and_the_environment_override_the_config() {
     let _turn = SECRET_SERVICE.lock().await;
     if skip() {
