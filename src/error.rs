@@ -67,6 +67,9 @@ pub enum ErrorKind {
     StoreUnavailable,
     /// A value given by the caller is unusable.
     InvalidInput,
+    /// The credentials are kept in a way this version cannot share yet (Codex's encrypted
+    /// secrets file), or this build lacks the store they are in.
+    Unsupported,
 }
 
 /// How a request to the token endpoint or to a shared store failed on its way there, when it
@@ -211,6 +214,12 @@ impl Error {
         )
     }
 
+    /// The credentials are kept where this version cannot share them; `message` says where
+    /// and what to do.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, None, Detail::Reason(message.into()))
+    }
+
     pub(crate) fn relogin(location: impl Into<Location>, reason: ReloginReason) -> Self {
         Self::new(
             ErrorKind::ReloginRequired(reason),
@@ -268,7 +277,7 @@ impl Error {
         Self::because(ErrorKind::Transient, location.into(), reason.into(), source)
     }
 
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "keyring")), allow(dead_code))]
     pub(crate) fn store_unavailable(
         location: impl Into<Location>,
         reason: impl Into<String>,
@@ -377,7 +386,7 @@ impl Error {
             ErrorKind::Unreadable => "it was left untouched; check that it is a readable file",
             ErrorKind::Transient => "the credentials are unchanged; try again later",
             ErrorKind::StoreUnavailable => "try again later",
-            ErrorKind::Io | ErrorKind::InvalidInput => return None,
+            ErrorKind::Io | ErrorKind::InvalidInput | ErrorKind::Unsupported => return None,
         })
     }
 
@@ -435,7 +444,9 @@ impl fmt::Display for Error {
                     "the credential store {location} is unavailable: {reason}"
                 )
             }
-            (ErrorKind::InvalidInput, Detail::Reason(message)) => f.write_str(message),
+            (ErrorKind::InvalidInput | ErrorKind::Unsupported, Detail::Reason(message)) => {
+                f.write_str(message)
+            }
             (kind, _) => write!(f, "{kind:?} at {location}"),
         }
     }

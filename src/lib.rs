@@ -63,7 +63,9 @@
 //!
 //! [`store`] is one interface ([`store::Store`], [`store::Transaction`], [`store::ChangeFeed`])
 //! with its backends as sibling modules: [`store::file`](mod@store::file) (`auth.json` under
-//! Codex's locks), the PostgreSQL store (feature `postgres`) and [`store::mirror`] (a shared
+//! Codex's locks), the PostgreSQL store (feature `postgres`), the keyring store (feature
+//! `keyring`: Codex's OS keyring item, under the same locks; which of the home's stores is used
+//! is chosen as Codex chooses, [`store::credentials`]) and [`store::mirror`] (a shared
 //! store copied into the local `auth.json`). A new backend is one new sibling module; the manager never asks which
 //! one it runs on. The embedded token authority for tests and the demo is the
 //! `authstore-simulator` crate, re-exported as `authstore::simulator` (feature `simulator`); the

@@ -173,6 +173,11 @@ impl AuthDocument {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
+    /// The document as Codex keeps it in the OS keyring: compact JSON, unknown fields kept.
+    pub fn to_compact_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
     /// The owner of these tokens, as far as the document says.
     pub fn identity(&self) -> Identity {
         let Some(tokens) = &self.tokens else {

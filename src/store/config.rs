@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::authority::AuthorityConfig;
 use crate::error::{Error, Result};
 use crate::manager::{AuthManager, ManagerOptions};
+use crate::store::credentials::{self, CredentialsChoice, CredentialsStore};
 use crate::store::{FileStore, Store, StoreOptions};
 
 /// How long a shared store's idle connection may hold its lock beyond the token request timeout:
@@ -150,6 +151,7 @@ pub struct StoreConfig {
     unlocked: bool,
     token_url: Option<String>,
     client_id: Option<String>,
+    credentials: Option<(CredentialsStore, String)>,
 }
 
 impl StoreConfig {
@@ -164,7 +166,26 @@ impl StoreConfig {
             unlocked: false,
             token_url: None,
             client_id: None,
+            credentials: None,
         }
+    }
+
+    /// The home's store whatever its `config.toml` says, and how the caller was told so (for
+    /// messages: `--credentials-store`, an environment variable). Default `None`: as Codex
+    /// chooses ([`credentials::choose`]). Ignored with a [`shared`](Self::shared) store, whose
+    /// local copy is always `auth.json`.
+    pub fn credentials_store(mut self, store: Option<(CredentialsStore, String)>) -> Self {
+        self.credentials = store;
+        self
+    }
+
+    /// The store the home's login is in, and why.
+    ///
+    /// # Errors
+    /// A `config.toml` that cannot be read or parsed
+    /// ([`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput), naming it).
+    pub fn credentials(&self) -> Result<CredentialsChoice> {
+        credentials::choose(&self.home, self.credentials.clone())
     }
 
     /// A shared store whose login the home mirrors (default: none).
@@ -294,16 +315,59 @@ impl StoreConfig {
             .store(self.store_options())
             .authority(self.authority());
         match &self.shared {
-            None => AuthManager::new(&self.home, options),
+            None => match self.home_store()? {
+                None => AuthManager::new(&self.home, options),
+                Some(store) => AuthManager::with_store(store, options),
+            },
             Some(url) => self.connect_shared(url, options).await,
         }
     }
 
+    /// The home's own store when it is not `auth.json`: the keyring item (or `auto`), as
+    /// [`credentials`](Self::credentials) chooses.
+    #[cfg(feature = "keyring")]
+    fn home_store(&self) -> Result<Option<crate::store::keyring::KeyringStore>> {
+        let choice = self.credentials()?;
+        if choice.store == CredentialsStore::File {
+            return Ok(None);
+        }
+        choice.check_supported()?;
+        Ok(Some(self.keyring_store(choice.store)))
+    }
+
+    #[cfg(not(feature = "keyring"))]
+    fn home_store(&self) -> Result<Option<FileStore>> {
+        let choice = self.credentials()?;
+        if choice.store == CredentialsStore::File {
+            return Ok(None);
+        }
+        choice.check_supported()?;
+        Err(Error::unsupported(format!(
+            "the credentials store is {} ({}), and this authstore was built without the              keyring feature; use the file store",
+            choice.store,
+            choice.describe_source()
+        )))
+    }
+
+    /// The keyring store of the home (`mode`: keyring or auto), with this configuration's
+    /// lock options.
+    #[cfg(feature = "keyring")]
+    pub fn keyring_store(&self, mode: CredentialsStore) -> crate::store::keyring::KeyringStore {
+        crate::store::keyring::KeyringStore::new(&self.home, mode, self.store_options())
+    }
+
     /// The configured store itself, for reading and watching it without a manager (nothing is
-    /// mirrored): the shared store when there is one, else the Codex home's `auth.json`.
+    /// mirrored): the shared store when there is one, else the Codex home's own store
+    /// (`auth.json`, or the keyring item as [`credentials`](Self::credentials) chooses).
+    ///
+    /// # Errors
+    /// As [`StoreConfig::manager`].
     pub async fn store(&self) -> Result<Box<dyn Store>> {
         match &self.shared {
-            None => Ok(Box::new(self.file_store())),
+            None => Ok(match self.home_store()? {
+                None => Box::new(self.file_store()),
+                Some(store) => Box::new(store),
+            }),
             Some(url) => self.open_shared(url).await,
         }
     }

@@ -17,13 +17,18 @@
 //!   takes; changes are seen through a directory watch, else one metadata check per look.
 //! - `postgres` (feature `postgres`): one row of a PostgreSQL table, locked per transaction;
 //!   changes are seen from the row's generation, asked for at most once per poll interval.
+//! - `keyring` (feature `keyring`): the OS keyring item Codex keeps its login in
+//!   (`cli_auth_credentials_store = "keyring"` or `"auto"`), under the same two locks in the
+//!   home as the file store; changes are seen by polling the item.
 //! - [`mirror`]: a shared store (PostgreSQL) kept copied into the local `auth.json` after every
 //!   change, for local programs (Codex among them) that read only the file.
 //!
 //! Which store a program uses is one [`StoreConfig`]: the Codex home, an optional shared store
-//! ([`StoreUrl`], one grammar for every front-end), the waits.
+//! ([`StoreUrl`], one grammar for every front-end), the waits; without a shared store, the
+//! home's own store is chosen as Codex chooses it ([`credentials`]: `config.toml`'s
+//! `cli_auth_credentials_store`, or an override).
 //!
-//! A new backend (the OS keyring, say) is one new sibling module implementing [`Store`],
+//! A new backend is one new sibling module implementing [`Store`],
 //! [`Transaction`] and a [`ChangeFeed`]; [`crate::AuthManager`] never asks which one it runs on.
 //!
 //! # Why trait objects
@@ -36,7 +41,10 @@
 //! an fsync.
 
 mod config;
+pub mod credentials;
 pub mod file;
+#[cfg(feature = "keyring")]
+pub mod keyring;
 pub mod mirror;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -52,6 +60,7 @@ use crate::document::AuthDocument;
 use crate::error::{Error, Location, Result};
 
 pub use config::{StoreConfig, StoreUrl};
+pub use credentials::{ChoiceSource, CredentialsChoice, CredentialsStore};
 pub use file::{
     AGENT_LOCK_FILE, AGENT_NOTE_FILE, AUTH_FILE, ActiveAgent, AgentPresence, FileStore,
     FileTransaction, StoreOptions, TRANSACTION_LOCK_FILE, WRITE_LOCK_FILE,
@@ -198,7 +207,7 @@ pub(crate) enum MarkKind {
     /// The file's metadata.
     Stamp(Option<file::watch::FileStamp>),
     /// When the store was last asked.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "keyring")), allow(dead_code))]
     At(Instant),
     /// Nothing seen yet: always changed.
     Outdated,
@@ -214,7 +223,7 @@ impl Mark {
 /// A feed for a store that cannot be watched: what was read stays valid for `poll`, then the
 /// store is asked again (a shared store answers cheaply from its row's generation).
 #[derive(Debug)]
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "keyring")), allow(dead_code))]
 pub(crate) struct PollFeed {
     pub(crate) poll: Duration,
 }

@@ -48,8 +48,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use authstore::error::{Error, ErrorKind};
-use authstore::store::{FileStore, StoreConfig, StoreOptions, StoreUrl, resolve_codex_home};
+use authstore::error::{Error, ErrorKind, Location};
+use authstore::store::{
+    CredentialsStore, FileStore, StoreConfig, StoreOptions, StoreUrl, resolve_codex_home,
+};
 use authstore::{AuthManager, ManagerOptions};
 use clap::{Parser, Subcommand};
 
@@ -111,6 +113,13 @@ pub(crate) struct Cli {
     /// concurrent processes)
     #[arg(long, global = true)]
     unlocked: bool,
+
+    /// Where the Codex home keeps its login, whatever cli_auth_credentials_store in its
+    /// config.toml says: auth.json (file), the OS keyring item Codex uses (keyring), or the
+    /// keyring when it holds the login and answers, else the file (auto). Also
+    /// AUTHSTORE_CREDENTIALS_STORE [default: as the config says, else file]
+    #[arg(long, global = true, value_name = "STORE", value_parser = ["file", "keyring", "auto"])]
+    credentials_store: Option<String>,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace); AUTHSTORE_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -264,11 +273,29 @@ impl Cli {
     /// waits. Read by the library's one grammar ([`StoreConfig`]).
     pub(crate) fn store_config(&self) -> Result<StoreConfig, Error> {
         Ok(StoreConfig::new(self.home()?)
+            .credentials_store(self.credentials_override()?)
             .shared(self.store_url()?)
             .key(self.store_key.clone())
             .lock_timeout(seconds("--lock-timeout", self.lock_timeout)?)
             .request_timeout(seconds("--request-timeout", self.request_timeout)?)
             .unlocked(self.unlocked))
+    }
+
+    /// `--credentials-store`, else `AUTHSTORE_CREDENTIALS_STORE` (when set and non-empty),
+    /// with how it was given.
+    pub(crate) fn credentials_override(&self) -> Result<Option<(CredentialsStore, String)>, Error> {
+        if let Some(name) = &self.credentials_store {
+            return Ok(Some((
+                CredentialsStore::parse(name)?,
+                "--credentials-store".to_owned(),
+            )));
+        }
+        match std::env::var(CREDENTIALS_STORE_ENV) {
+            Ok(name) if !name.trim().is_empty() => CredentialsStore::parse(&name)
+                .map(|store| Some((store, CREDENTIALS_STORE_ENV.to_owned())))
+                .map_err(|error| Error::invalid_input(format!("{CREDENTIALS_STORE_ENV}: {error}"))),
+            _ => Ok(None),
+        }
     }
 
     pub(crate) fn store_options(&self) -> Result<StoreOptions, Error> {
@@ -340,6 +367,9 @@ impl Cli {
         if self.unlocked {
             arguments.push("--unlocked".to_owned());
         }
+        if let Some(store) = &self.credentials_store {
+            arguments.extend(["--credentials-store".to_owned(), store.clone()]);
+        }
         if verbosity && self.verbose > 0 {
             arguments.push(format!("-{}", "v".repeat(self.verbose.into())));
         }
@@ -352,6 +382,9 @@ impl Cli {
     }
 }
 
+/// The environment variable that overrides `cli_auth_credentials_store` (after the option).
+pub(crate) const CREDENTIALS_STORE_ENV: &str = "AUTHSTORE_CREDENTIALS_STORE";
+
 const BOTH_STORES: &str = "--store (AUTHSTORE_STORE) and --store-file (AUTHSTORE_STORE_FILE) both name a \
      store; give one of them";
 
@@ -363,7 +396,11 @@ fn seconds(option: &str, value: f64) -> Result<Duration, Error> {
 
 /// The command line's own advice after the library's (which names no option): what to type.
 fn help(error: &Error) -> Option<&'static str> {
+    let in_keyring = matches!(error.location(), Some(Location::Store(store)) if store.starts_with("keyring item"));
     match error.kind() {
+        ErrorKind::StoreUnavailable if in_keyring => Some(
+            "unlock the keyring (or start its Secret Service), or use the file store: --credentials-store file",
+        ),
         ErrorKind::NotLoggedIn => Some(
             "log in with `codex login`, or install a document with `authstore login --from FILE`",
         ),

@@ -6,7 +6,11 @@ use std::time::SystemTime;
 
 use authstore::document::{AuthDocument, Freshness, IdClaims, Identity, format_timestamp};
 use authstore::error::{Error, Location};
-use authstore::store::{AgentPresence, FileStore, Store};
+#[cfg(feature = "keyring")]
+use authstore::store::keyring::Answered;
+use authstore::store::{
+    AgentPresence, CredentialsChoice, CredentialsStore, FileStore, Store, StoreConfig,
+};
 use serde_json::{Value, json};
 
 use super::broker::probe::TokenUrl;
@@ -26,7 +30,27 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         Some(_) => Some(config.store().await?),
         None => None,
     };
-    let status = Status::read(&local, shared.as_deref()).await?;
+    // Without a shared store, the home's own store, as Codex chooses it.
+    let choice = match shared {
+        Some(_) => None,
+        None => Some(config.credentials()?),
+    };
+    let status = match choice {
+        Some(choice) if choice.store != CredentialsStore::File => {
+            choice.check_supported()?;
+            Status::read_keyring(&local, &config, choice).await?
+        }
+        choice => {
+            let mut status = Status::read(&local, shared.as_deref()).await?;
+            status.credentials = choice.map(|choice| Credentials {
+                choice,
+                answered: None,
+                keyring_error: None,
+                item: None,
+            });
+            status
+        }
+    };
     if local.is_readable_by_others() {
         eprintln!(
             "authstore: warning: {} is readable by other users; run: chmod 600 {}",
@@ -57,8 +81,15 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         println!("{}", status.json());
     } else {
         let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
-        let label = if shared.is_some() { "store:" } else { "path:" };
+        let label = if shared.is_some() || matches!(location, Location::Store(_)) {
+            "store:"
+        } else {
+            "path:"
+        };
         println!("{label:<14}{location}");
+        if let Some(credentials) = &status.credentials {
+            println!("credentials:  {}", credentials.describe());
+        }
         if !logged_in {
             println!("logged in:    no");
         } else {
@@ -120,6 +151,44 @@ pub struct Status {
     /// Where this environment's Codex sends its refreshes, and whether this home's broker
     /// answers there.
     token_url: TokenUrl,
+    /// Which of the home's own stores holds the login and why (none with a shared store).
+    credentials: Option<Credentials>,
+}
+
+/// The home's own store, as `status` reports it.
+struct Credentials {
+    choice: CredentialsChoice,
+    /// For `auto`: which store answered.
+    answered: Option<&'static str>,
+    /// For `auto`: why the keyring did not answer.
+    keyring_error: Option<String>,
+    /// The keyring item, for keyring and auto.
+    item: Option<Value>,
+}
+
+impl Credentials {
+    fn json(&self) -> Value {
+        json!({
+            "store": self.choice.store.as_str(),
+            "source": self.choice.source.as_str(),
+            "reason": self.choice.describe_source(),
+            "config": self.choice.config_path.as_ref().map(|p| p.display().to_string()),
+            "answered": self.answered,
+            "keyring_error": self.keyring_error,
+            "keyring_item": self.item,
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut line = format!("{} ({})", self.choice.store, self.choice.describe_source());
+        if let Some(answered) = self.answered {
+            line.push_str(&format!("; {answered} answered"));
+        }
+        if let Some(error) = &self.keyring_error {
+            line.push_str(&format!(" (the keyring did not: {error})"));
+        }
+        line
+    }
 }
 
 impl Status {
@@ -150,6 +219,72 @@ impl Status {
             }),
             None => None,
         };
+        Ok(Self::from_parts(local, location, document, holder, mirror).await)
+    }
+
+    /// Reads the keyring store (`choice`: keyring or auto) without locking.
+    #[cfg(feature = "keyring")]
+    async fn read_keyring(
+        local: &FileStore,
+        config: &StoreConfig,
+        choice: CredentialsChoice,
+    ) -> Result<Self, Error> {
+        let store = config.keyring_store(choice.store);
+        let item = store.item();
+        let item_json = json!({
+            "service": item.service,
+            "account": item.account,
+            "target": item.target,
+        });
+        let (location, document, answered, keyring_error) = if store.is_auto() {
+            let read = store.read_auto().await?;
+            let location = match read.answered {
+                Answered::Keyring => Store::location(&store),
+                Answered::File => Store::location(local),
+            };
+            (
+                location,
+                read.document,
+                Some(read.answered.as_str()),
+                read.keyring_error.map(|e| e.report().to_string()),
+            )
+        } else {
+            (
+                Store::location(&store),
+                store.read_item().await?,
+                None,
+                None,
+            )
+        };
+        let mut status =
+            Self::from_parts(local, location, document, local.lock_holder(), None).await;
+        status.credentials = Some(Credentials {
+            choice,
+            answered,
+            keyring_error,
+            item: Some(item_json),
+        });
+        Ok(status)
+    }
+
+    #[cfg(not(feature = "keyring"))]
+    async fn read_keyring(
+        _local: &FileStore,
+        config: &StoreConfig,
+        _choice: CredentialsChoice,
+    ) -> Result<Self, Error> {
+        // The library says why (built without the keyring).
+        config.store().await?;
+        unreachable!("a keyring store opened without the keyring feature")
+    }
+
+    async fn from_parts(
+        local: &FileStore,
+        location: Location,
+        document: Option<AuthDocument>,
+        holder: Option<String>,
+        mirror: Option<Mirror>,
+    ) -> Self {
         let now = SystemTime::now();
         let logged_in = is_logged_in(document.as_ref());
         let identity = document.as_ref().map(|d| d.identity()).unwrap_or_default();
@@ -167,7 +302,7 @@ impl Status {
                 }
             })
         });
-        Ok(Self {
+        Self {
             location,
             document,
             holder,
@@ -181,7 +316,8 @@ impl Status {
             mode,
             agent: local.active_agent(),
             token_url: TokenUrl::check(local.home()).await,
-        })
+            credentials: None,
+        }
     }
 
     /// The object `status --json` prints.
@@ -201,6 +337,7 @@ impl Status {
             "mirror": self.mirror.as_ref().map(|m| m.json(&self.local_path)),
             "agent": self.agent.as_ref().map(AgentPresence::to_json),
             "token_url": self.token_url.json(),
+            "credentials_store": self.credentials.as_ref().map(Credentials::json),
         })
     }
 }

@@ -322,6 +322,19 @@ pub(crate) async fn with_write_lock<T>(
     deadline: Duration,
     write: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
+    with_write_lock_async(path, deadline, || std::future::ready(write())).await
+}
+
+/// [`with_write_lock`] around a write that is itself asynchronous: the keyring store's update
+/// of its item (one D-Bus call), which Codex's commit excludes by the same lock.
+pub(crate) async fn with_write_lock_async<T, F>(
+    path: &Path,
+    deadline: Duration,
+    write: impl FnOnce() -> F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
     let started = Instant::now();
     let file = take_descriptor(path).map_err(|e| Error::io("open the lock file", path, e))?;
     let file = lock_within(file, path, deadline, started, false).await?;
@@ -333,11 +346,11 @@ pub(crate) async fn with_write_lock<T>(
         let file =
             sys::open_lock_file(path).map_err(|e| Error::io("open the lock file", path, e))?;
         let file = lock_within(file, path, deadline, started, false).await?;
-        let result = write();
+        let result = write().await;
         let _ = file.unlock();
         return result;
     }
-    let result = write();
+    let result = write().await;
     {
         let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() < MAX_KEPT_DESCRIPTORS && !kept.contains_key(path) {

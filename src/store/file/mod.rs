@@ -120,6 +120,12 @@ impl StoreOptions {
         self
     }
 
+    /// The lock deadline in force.
+    #[cfg_attr(not(feature = "keyring"), allow(dead_code))]
+    pub(crate) fn lock_deadline_value(&self) -> Duration {
+        self.lock_deadline
+    }
+
     /// Runs transactions without the cross-process locks, for filesystems that cannot lock.
     /// Concurrent processes can then spend one refresh token twice. Default: false (locked).
     pub fn unlocked(mut self, unlocked: bool) -> Self {
@@ -374,6 +380,21 @@ impl FileTransaction {
         }
         let path = self.store.inner.home.join(WRITE_LOCK_FILE);
         lock::with_write_lock(&path, self.store.inner.options.lock_deadline, write).await
+    }
+
+    /// Runs `write` under `auth.json.lock`, inside this transaction's `auth.lock`: for a store
+    /// that keeps the document elsewhere (the OS keyring) but takes Codex's two locks in this
+    /// home around its writes, as Codex does in every store.
+    #[cfg_attr(not(feature = "keyring"), allow(dead_code))]
+    pub(crate) async fn with_write_lock_async<T, F>(&self, write: impl FnOnce() -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        if self.lock.is_none() {
+            return write().await;
+        }
+        let path = self.store.inner.home.join(WRITE_LOCK_FILE);
+        lock::with_write_lock_async(&path, self.store.inner.options.lock_deadline, write).await
     }
 
     /// Removes what a crashed writer left, after a durable write or removal (only when locked:

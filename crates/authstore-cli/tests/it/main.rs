@@ -18,6 +18,7 @@ mod completions;
 mod crash_points;
 mod demo;
 mod hardening;
+mod keyring;
 mod postgres_machines;
 mod sandbox;
 mod token_formats;
