@@ -134,7 +134,9 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let _broker = if args.broker {
         let listening = super::broker::listen(&args.broker_options).await?;
         report.line("broker", json!({"url": listening.url()}));
-        let broker = super::broker::Broker::new(manager.clone(), &args.broker_options).await?;
+        let broker =
+            super::broker::Broker::new(manager.clone(), &args.broker_options, Some(home.home()))
+                .await?;
         Some(super::broker::AbortOnDrop(tokio::spawn(
             broker.serve(listening),
         )))
@@ -206,7 +208,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
             }
         };
         // The sandboxes follow every change of the host's login the look saw or made.
-        match super::sandbox::follow_host(&home).await {
+        match super::sandbox::follow_host(home.home(), manager.store()).await {
             Ok(done) => report_sandboxes(&mut report, &done),
             Err(error) => report.line("sandboxes", json!({"error": error.report().to_string()})),
         }

@@ -182,7 +182,8 @@ pub(crate) async fn run(cli: &Cli, options: &Options) -> Result<u8, Error> {
     let config = options.store_config(cli)?;
     let listening = listen(options).await?;
     let manager = config.manager(ManagerOptions::default()).await?;
-    let broker = Broker::new(manager, options).await?;
+    let home = cli.file_store().ok();
+    let broker = Broker::new(manager, options, home.as_ref().map(|h| h.home())).await?;
     println!("listening on {}", listening.url());
     // The first line is how a caller learns the port: it must not wait in a buffer.
     std::io::Write::flush(&mut std::io::stdout()).ok();
@@ -197,16 +198,22 @@ impl Broker {
     /// A broker answering from `manager`'s store (whose token endpoint is the upstream). What
     /// the home holds now is read first: it is what the first rotation made elsewhere is seen
     /// against.
-    pub(crate) async fn new(manager: AuthManager, options: &Options) -> Result<Arc<Self>, Error> {
+    /// `sandbox_home`: the Codex home whose sandbox registry it answers (the store's own local
+    /// file's home when `None`; a keyring store has none).
+    pub(crate) async fn new(
+        manager: AuthManager,
+        options: &Options,
+        sandbox_home: Option<&std::path::Path>,
+    ) -> Result<Arc<Self>, Error> {
         let upstream = manager.authority().clone();
         manager.look_for_rotation().await;
         let home = manager
             .local_file()
             .map(|file| authstore::store::home_fingerprint(file.home()))
             .unwrap_or_default();
-        let sandboxes = manager
-            .local_file()
-            .map(|file| sandboxes::Registry::in_home(file.home()));
+        let sandboxes = sandbox_home
+            .or_else(|| manager.local_file().map(|file| file.home()))
+            .map(sandboxes::Registry::in_home);
         Ok(Arc::new(Self {
             home,
             sandboxes,

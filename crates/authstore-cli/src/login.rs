@@ -28,7 +28,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         claims.email.as_deref().unwrap_or("unknown"),
         snapshot.account_id().unwrap_or("unknown"),
     );
-    super::sandbox::after_host_change(cli).await;
+    super::sandbox::after_host_change(cli, &manager).await;
     Ok(exit::SUCCESS)
 }
 

@@ -18,6 +18,6 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     } else {
         println!("already logged out: {} does not exist", manager.location());
     }
-    super::sandbox::after_host_change(cli).await;
+    super::sandbox::after_host_change(cli, &manager).await;
     Ok(exit::SUCCESS)
 }

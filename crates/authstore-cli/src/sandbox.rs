@@ -3,12 +3,13 @@
 //! access and id tokens and a secret of its own instead of the refresh token; the agent rewrites
 //! it after every refresh of the host ([`follow_host`]), and the broker answers its refreshes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use authstore::AuthManager;
 use authstore::error::Error;
 use authstore::sandboxes::{FreshnessReport, Registry, Sandbox};
-use authstore::store::FileStore;
+use authstore::store::Store;
 use serde_json::json;
 
 use super::{Cli, broker, exit};
@@ -144,26 +145,29 @@ fn describe(sandbox: &Sandbox) -> serde_json::Value {
     })
 }
 
-/// Brings the home's sandboxes in line with what the host's `auth.json` holds now: after a
-/// refresh or an adopted login of the same account and user, their tokens; after a logout or a
-/// login of another identity, logged out. Nothing to do (and nothing read but one `stat`) for a
-/// home without sandboxes. Returns what it did, for the agent's report.
-pub(crate) async fn follow_host(home: &FileStore) -> Result<FreshnessReport, Error> {
-    let registry = Registry::in_home(home.home());
+/// Brings the home's sandboxes in line with the login the host's store (`host`: the file, the
+/// keyring, a shared store) holds now: after a refresh or an adopted login of the same account
+/// and user, their tokens; after a logout or a login of another identity, logged out. Nothing
+/// to do (and nothing read but one `stat`) for a home without sandboxes. Returns what it did,
+/// for the agent's report.
+pub(crate) async fn follow_host(home: &Path, host: &dyn Store) -> Result<FreshnessReport, Error> {
+    let registry = Registry::in_home(home);
     if !registry.path().exists() {
         return Ok(FreshnessReport::default());
     }
-    // A broken host file says nothing about the login (an error: the sandboxes are left be).
-    let host = home.read().await?;
+    // A broken host login says nothing about who is logged in (an error: the sandboxes are left
+    // be).
+    let host = host.read().await?;
     registry.keep_fresh(host.as_ref(), SystemTime::now()).await
 }
 
-/// After `login` or `logout` changed the host's login: the sandboxes follow at once (without
-/// waiting for the agent), and stderr says which were logged out. A failure here is a warning:
-/// the host's change is done, and the agent brings them in line when it next looks.
-pub(crate) async fn after_host_change(cli: &Cli) {
+/// After `login` or `logout` changed the host's login (through `manager`): the sandboxes follow
+/// at once (without waiting for the agent), and stderr says which were logged out. A failure
+/// here is a warning: the host's change is done, and the agent brings them in line when it next
+/// looks.
+pub(crate) async fn after_host_change(cli: &Cli, manager: &AuthManager) {
     let Ok(home) = cli.file_store() else { return };
-    match follow_host(&home).await {
+    match follow_host(home.home(), manager.store()).await {
         Ok(report) => {
             if !report.logged_out.is_empty() {
                 eprintln!(
