@@ -219,11 +219,7 @@ impl AuthManager {
         let config = self.config.clone();
         let value = self.block(py, async move {
             let local = config.file_store();
-            let shared = match config.shared_url() {
-                Some(_) => Some(config.store().await?),
-                None => None,
-            };
-            let status = authstore_cli::status::Status::read(&local, shared.as_deref()).await?;
+            let status = authstore_cli::status::Status::read_home(&local, &config).await?;
             Ok(status.json())
         })?;
         json_to_py(py, &value)

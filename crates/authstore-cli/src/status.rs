@@ -26,31 +26,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
     let local = cli.file_store()?;
     let config = cli.store_config()?;
-    let shared = match config.shared_url() {
-        Some(_) => Some(config.store().await?),
-        None => None,
-    };
-    // Without a shared store, the home's own store, as Codex chooses it.
-    let choice = match shared {
-        Some(_) => None,
-        None => Some(config.credentials()?),
-    };
-    let status = match choice {
-        Some(choice) if choice.store != CredentialsStore::File => {
-            choice.check_supported()?;
-            Status::read_keyring(&local, &config, choice).await?
-        }
-        choice => {
-            let mut status = Status::read(&local, shared.as_deref()).await?;
-            status.credentials = choice.map(|choice| Credentials {
-                choice,
-                answered: None,
-                keyring_error: None,
-                item: None,
-            });
-            status
-        }
-    };
+    let status = Status::read_home(&local, &config).await?;
     if local.is_readable_by_others() {
         eprintln!(
             "authstore: warning: {} is readable by other users; run: chmod 600 {}",
@@ -81,7 +57,7 @@ pub(crate) async fn run(cli: &Cli, args: &Args) -> Result<u8, Error> {
         println!("{}", status.json());
     } else {
         let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
-        let label = if shared.is_some() || matches!(location, Location::Store(_)) {
+        let label = if mirror.is_some() || matches!(location, Location::Store(_)) {
             "store:"
         } else {
             "path:"
@@ -192,6 +168,38 @@ impl Credentials {
 }
 
 impl Status {
+    /// What `status` reports for a home: the shared store's login when `config` names one
+    /// (`local` its mirror), else the home's own store as Codex chooses it (the file, the
+    /// keyring, or `auto`), and which one that is and why. `authstore status` and the Python
+    /// package's `status()` both print this.
+    pub async fn read_home(local: &FileStore, config: &StoreConfig) -> Result<Self, Error> {
+        let shared = match config.shared_url() {
+            Some(_) => Some(config.store().await?),
+            None => None,
+        };
+        // Without a shared store, the home's own store, as Codex chooses it.
+        let choice = match shared {
+            Some(_) => None,
+            None => Some(config.credentials()?),
+        };
+        Ok(match choice {
+            Some(choice) if choice.store != CredentialsStore::File => {
+                choice.check_supported()?;
+                Status::read_keyring(local, config, choice).await?
+            }
+            choice => {
+                let mut status = Status::read(local, shared.as_deref()).await?;
+                status.credentials = choice.map(|choice| Credentials {
+                    choice,
+                    answered: None,
+                    keyring_error: None,
+                    item: None,
+                });
+                status
+            }
+        })
+    }
+
     /// Reads the credentials (the shared store's when there is one, else the local file's)
     /// without locking; `local` is the Codex home's `auth.json`.
     pub async fn read(local: &FileStore, shared: Option<&dyn Store>) -> Result<Self, Error> {
