@@ -3,7 +3,8 @@
 # session, with HOME on a scratch directory so that its keyring files stay there, the login
 # collection created and unlocked with a known password. Installs Debian's dbus, gnome-keyring
 # and libsecret-tools when missing. Runs the command line's `keyring::` tests (real processes of
-# the real binary against the embedded token authority) with AUTHSTORE_KEYRING_TESTS=1, so that
+# the real binary against the embedded token authority), and its `secrets_file::` tests (Codex's
+# encrypted secrets file, its passphrase in the keyring), with AUTHSTORE_KEYRING_TESTS=1, so that
 # a Secret Service that does not answer fails them instead of skipping them.
 #
 #   bash scripts/keyring-tests.sh            # build and run (extra arguments go to the test binary)
@@ -65,7 +66,7 @@ session() {
     dbus-run-session -- bash "$0" --inner "$@"
 }
 
-# Every keyring test but the one that locks the login collection; then that one, alone, in a
-# session of its own (the collection stays locked after it).
-session main keyring:: --skip a_locked_collection "$@"
+# Every keyring and secrets-file test but the one that locks the login collection; then that
+# one, alone, in a session of its own (the collection stays locked after it).
+session main keyring:: secrets_file:: --skip a_locked_collection "$@"
 AUTHSTORE_KEYRING_LOCK_TEST=1 session locked keyring::a_locked_collection "$@"

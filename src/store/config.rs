@@ -331,8 +331,7 @@ impl StoreConfig {
         if choice.store == CredentialsStore::File {
             return Ok(None);
         }
-        choice.check_supported()?;
-        Ok(Some(self.keyring_store(choice.store)))
+        Ok(Some(self.keyring_store(&choice)))
     }
 
     #[cfg(not(feature = "keyring"))]
@@ -341,7 +340,6 @@ impl StoreConfig {
         if choice.store == CredentialsStore::File {
             return Ok(None);
         }
-        choice.check_supported()?;
         Err(Error::unsupported(format!(
             "the credentials store is {} ({}), and this authstore was built without the              keyring feature; use the file store",
             choice.store,
@@ -349,11 +347,20 @@ impl StoreConfig {
         )))
     }
 
-    /// The keyring store of the home (`mode`: keyring or auto), with this configuration's
-    /// lock options.
+    /// The keyring store of the home (`choice`: keyring or auto; with `secret_auth_storage`,
+    /// the encrypted secrets file), with this configuration's lock options.
     #[cfg(feature = "keyring")]
-    pub fn keyring_store(&self, mode: CredentialsStore) -> crate::store::keyring::KeyringStore {
-        crate::store::keyring::KeyringStore::new(&self.home, mode, self.store_options())
+    pub fn keyring_store(&self, choice: &CredentialsChoice) -> crate::store::keyring::KeyringStore {
+        let store = crate::store::keyring::KeyringStore::new(
+            &self.home,
+            choice.store,
+            self.store_options(),
+        );
+        if choice.is_encrypted() {
+            store.in_secrets_file()
+        } else {
+            store
+        }
     }
 
     /// The configured store itself, for reading and watching it without a manager (nothing is

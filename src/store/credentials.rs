@@ -4,9 +4,8 @@
 //! `auth.json`), `keyring` (the OS credential store) or `auto` (the keyring when it answers, else
 //! the file); `ephemeral` keeps the login in Codex's memory only, where no other process can
 //! share it. With `[features] secret_auth_storage = true` (Codex's default on Windows) `keyring`
-//! and `auto` keep it in an encrypted file whose passphrase is in the keyring, which authstore
-//! does not read or write yet: that combination is refused with
-//! [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported), never guessed around.
+//! and `auto` keep it in an encrypted file whose passphrase is in the keyring
+//! ([`SecretsFile`](crate::store::keyring::SecretsFile)), and so does authstore.
 //!
 //! A caller may override the config (the command line's `--credentials-store` and
 //! `AUTHSTORE_CREDENTIALS_STORE`). `config.toml` is parsed with a real TOML parser; one that
@@ -132,26 +131,10 @@ impl CredentialsChoice {
         }
     }
 
-    /// Refuses what authstore cannot share yet: `keyring`/`auto` with `secret_auth_storage`.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) saying so.
-    pub fn check_supported(&self) -> Result<()> {
-        if self.secret_auth_storage && self.store != CredentialsStore::File {
-            let config = self
-                .config_path
-                .as_ref()
-                .map(|path| path.display().to_string())
-                .unwrap_or_else(|| CONFIG_FILE.to_owned());
-            return Err(Error::unsupported(format!(
-                "the credentials store is {} with [features] secret_auth_storage (the login in \
-                 secrets/codex_auth.age, encrypted), which authstore does not support yet \
-                 ({}; {config})",
-                self.store,
-                self.describe_source(),
-            )));
-        }
-        Ok(())
+    /// Whether the login is in Codex's encrypted secrets file (`keyring` or `auto` with
+    /// `secret_auth_storage`) rather than in the keyring item itself.
+    pub fn is_encrypted(&self) -> bool {
+        self.secret_auth_storage && self.store != CredentialsStore::File
     }
 }
 
@@ -269,7 +252,7 @@ mod tests {
             let choice = choose(home.path(), None).unwrap();
             assert_eq!(choice.store, CredentialsStore::File, "{config:?}");
             assert_eq!(choice.source, ChoiceSource::Default);
-            assert!(choice.check_supported().is_ok());
+            assert!(!choice.is_encrypted());
         }
     }
 
@@ -325,17 +308,20 @@ mod tests {
     }
 
     #[test]
-    fn secret_auth_storage_with_the_keyring_is_refused_as_unsupported() {
+    fn secret_auth_storage_with_the_keyring_chooses_the_encrypted_file() {
         let home = home_with(Some(
             "cli_auth_credentials_store = \"auto\"\n[features]\nsecret_auth_storage = true\n",
         ));
         let choice = choose(home.path(), None).unwrap();
         assert!(choice.secret_auth_storage);
-        let error = choice.check_supported().unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Unsupported);
-        assert!(error.to_string().contains("secret_auth_storage"), "{error}");
+        assert!(choice.is_encrypted());
         // The file store does not use it.
         let file = home_with(Some("[features]\nsecret_auth_storage = true\n"));
-        assert!(choose(file.path(), None).unwrap().check_supported().is_ok());
+        assert!(!choose(file.path(), None).unwrap().is_encrypted());
+        // Off, it is the keyring item.
+        let off = home_with(Some(
+            "cli_auth_credentials_store = \"keyring\"\n[features]\nsecret_auth_storage = false\n",
+        ));
+        assert!(!choose(off.path(), None).unwrap().is_encrypted());
     }
 }

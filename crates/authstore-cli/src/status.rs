@@ -138,8 +138,10 @@ struct Credentials {
     answered: Option<&'static str>,
     /// For `auto`: why the keyring did not answer.
     keyring_error: Option<String>,
-    /// The keyring item, for keyring and auto.
+    /// The keyring item, for keyring and auto (with the secrets file: its passphrase's).
     item: Option<Value>,
+    /// With `secret_auth_storage`: the encrypted file that holds the login.
+    secrets_file: Option<String>,
 }
 
 impl Credentials {
@@ -152,11 +154,15 @@ impl Credentials {
             "answered": self.answered,
             "keyring_error": self.keyring_error,
             "keyring_item": self.item,
+            "secrets_file": self.secrets_file,
         })
     }
 
     fn describe(&self) -> String {
         let mut line = format!("{} ({})", self.choice.store, self.choice.describe_source());
+        if let Some(path) = &self.secrets_file {
+            line.push_str(&format!("; encrypted in {path}"));
+        }
         if let Some(answered) = self.answered {
             line.push_str(&format!("; {answered} answered"));
         }
@@ -184,7 +190,6 @@ impl Status {
         };
         Ok(match choice {
             Some(choice) if choice.store != CredentialsStore::File => {
-                choice.check_supported()?;
                 Status::read_keyring(local, config, choice).await?
             }
             choice => {
@@ -194,6 +199,7 @@ impl Status {
                     answered: None,
                     keyring_error: None,
                     item: None,
+                    secrets_file: None,
                 });
                 status
             }
@@ -237,8 +243,15 @@ impl Status {
         config: &StoreConfig,
         choice: CredentialsChoice,
     ) -> Result<Self, Error> {
-        let store = config.keyring_store(choice.store);
-        let item = store.item();
+        let store = config.keyring_store(&choice);
+        // With the encrypted secrets file, the keyring holds its passphrase.
+        let item = match store.secrets_file() {
+            Some(secrets) => secrets.passphrase_item(),
+            None => store.item(),
+        };
+        let secrets_file = store
+            .secrets_file()
+            .map(|secrets| secrets.path().display().to_string());
         let item_json = json!({
             "service": item.service,
             "account": item.account,
@@ -271,6 +284,7 @@ impl Status {
             answered,
             keyring_error,
             item: Some(item_json),
+            secrets_file,
         });
         Ok(status)
     }

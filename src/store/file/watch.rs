@@ -343,16 +343,20 @@ pub(crate) struct FileStamp {
 
 impl FileStamp {
     pub(crate) fn of(path: &Path) -> Option<Self> {
-        let meta = fs::metadata(path).ok()?;
+        fs::metadata(path).ok().map(|meta| Self::of_metadata(&meta))
+    }
+
+    /// The stamp of a file already opened (its `fstat`).
+    pub(crate) fn of_metadata(meta: &fs::Metadata) -> Self {
         #[cfg(unix)]
         use std::os::unix::fs::MetadataExt;
-        Some(Self {
+        Self {
             len: meta.len(),
             modified: meta.modified().ok(),
             #[cfg(unix)]
             inode: meta.ino(),
             #[cfg(unix)]
             ctime: (meta.ctime(), meta.ctime_nsec()),
-        })
+        }
     }
 }

@@ -73,6 +73,9 @@ mod backend;
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 #[path = "unsupported.rs"]
 mod backend;
+mod secrets;
+
+pub use secrets::{AUTH_SECRETS_FILE, PASSPHRASE_SERVICE, SECRETS_DIR, SecretsFile};
 
 /// The keyring service of Codex's login item.
 pub const KEYRING_SERVICE: &str = "Codex Auth";
@@ -159,6 +162,8 @@ pub struct KeyringStore {
     /// The home's `auth.json` and its locks: the locks in every mode, the file for `auto`.
     file: FileStore,
     auto: bool,
+    /// With `secret_auth_storage`: the encrypted file that holds the login instead of the item.
+    secrets: Option<SecretsFile>,
 }
 
 /// Which store answered an `auto` read.
@@ -201,6 +206,31 @@ impl KeyringStore {
             item: KeyringItem::for_home(&home),
             file: FileStore::new(home, options),
             auto: mode == CredentialsStore::Auto,
+            secrets: None,
+        }
+    }
+
+    /// The same store with `[features] secret_auth_storage`: the login in Codex's encrypted
+    /// secrets file (`secrets/codex_auth.age`), its passphrase in the keyring.
+    pub fn in_secrets_file(mut self) -> Self {
+        self.secrets = Some(SecretsFile::for_home(self.file.home()));
+        self
+    }
+
+    /// The encrypted secrets file, when the login is kept in one.
+    pub fn secrets_file(&self) -> Option<&SecretsFile> {
+        self.secrets.as_ref()
+    }
+
+    /// Where the login is kept, in words for `status` and errors (no secret in it).
+    pub fn describe(&self) -> String {
+        match &self.secrets {
+            None => self.item.describe(),
+            Some(secrets) => format!(
+                "{} (encrypted; its passphrase in the {})",
+                secrets.path().display(),
+                secrets.passphrase_item().describe()
+            ),
         }
     }
 
@@ -233,6 +263,9 @@ impl KeyringStore {
     /// does not answer or is locked; [`ErrorKind::InvalidFile`](crate::ErrorKind::InvalidFile)
     /// when the item holds no valid document (left untouched).
     pub async fn read_item(&self) -> Result<Option<AuthDocument>> {
+        if let Some(secrets) = &self.secrets {
+            return secrets.load(self.deadline()).await;
+        }
         let secret = bounded(self.deadline(), backend::load(&self.item))
             .await
             .map_err(|error| error.into_error(&self.item))?;
@@ -310,7 +343,10 @@ async fn bounded<T>(
 
 impl Store for KeyringStore {
     fn location(&self) -> Location {
-        Location::Store(self.item.describe())
+        match &self.secrets {
+            None => Location::Store(self.item.describe()),
+            Some(secrets) => Location::File(secrets.path().to_owned()),
+        }
     }
 
     fn read(&self) -> BoxFuture<'_, Result<Option<AuthDocument>>> {
@@ -332,6 +368,13 @@ impl Store for KeyringStore {
 
     /// Polled: see the module documentation.
     fn changes(&self, options: ChangeOptions) -> Box<dyn ChangeFeed> {
+        if let Some(secrets) = &self.secrets {
+            // The encrypted file is watched as `auth.json` is.
+            return Box::new(crate::store::file::watch::FileChanges::start(
+                secrets.path(),
+                options,
+            ));
+        }
         Box::new(PollFeed { poll: options.poll })
     }
 
@@ -379,9 +422,16 @@ impl KeyringTransaction {
         if self.target == Answered::File {
             return self.file.write(document).await;
         }
+        let limit = self.store.deadline();
+        if let Some(secrets) = self.store.secrets.clone() {
+            self.file
+                .with_write_lock_async(|| async move { secrets.save(document, limit).await })
+                .await?;
+            tracing::debug!(file = %self.store.describe(), "secrets file written");
+            return Ok(());
+        }
         let secret = document.to_compact_json();
         let item = self.store.item.clone();
-        let limit = self.store.deadline();
         self.file
             .with_write_lock_async(|| async move {
                 bounded(limit, backend::save(&item, &secret))
@@ -402,9 +452,21 @@ impl KeyringTransaction {
         let item = self.store.item.clone();
         let limit = self.store.deadline();
         let auto = self.store.auto;
+        let secrets = self.store.secrets.clone();
         let removed_item = self
             .file
             .with_write_lock_async(|| async move {
+                if let Some(secrets) = secrets {
+                    return match secrets.remove(limit).await {
+                        // auto: a keyring that does not answer holds nothing to remove.
+                        Err(error)
+                            if auto && error.kind() == crate::ErrorKind::StoreUnavailable =>
+                        {
+                            Ok(false)
+                        }
+                        result => result,
+                    };
+                }
                 match bounded(limit, backend::delete(&item)).await {
                     Ok(removed) => Ok(removed),
                     // auto: a keyring that does not answer holds nothing to remove.

@@ -21,5 +21,6 @@ mod hardening;
 mod keyring;
 mod postgres_machines;
 mod sandbox;
+mod secrets_file;
 mod token_formats;
 mod token_rejected;
