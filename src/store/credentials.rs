@@ -27,6 +27,32 @@ pub const CONFIG_FILE: &str = "config.toml";
 /// The largest `config.toml` read (Codex's are a few KiB).
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
+/// The environment variable that overrides the home's `config.toml` (as `--credentials-store`).
+pub const CREDENTIALS_STORE_ENV: &str = "AUTHSTORE_CREDENTIALS_STORE";
+
+/// The caller's override of the home's store, and how the caller was told it: `argument` (the
+/// caller's own option, named `argument_name` in messages), else
+/// [`CREDENTIALS_STORE_ENV`] when set and not blank, else `None` (as Codex chooses).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a word that is not a store,
+/// naming where it came from.
+pub fn override_from(
+    argument: Option<&str>,
+    argument_name: &str,
+) -> Result<Option<(CredentialsStore, String)>> {
+    let (name, source) = match argument {
+        Some(name) => (name.to_owned(), argument_name.to_owned()),
+        None => match std::env::var(CREDENTIALS_STORE_ENV) {
+            Ok(name) if !name.trim().is_empty() => (name, CREDENTIALS_STORE_ENV.to_owned()),
+            _ => return Ok(None),
+        },
+    };
+    CredentialsStore::parse(&name)
+        .map(|store| Some((store, source.clone())))
+        .map_err(|error| Error::invalid_input(format!("{source}: {error}")))
+}
+
 /// Where a Codex home keeps its login (Codex's `cli_auth_credentials_store`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CredentialsStore {

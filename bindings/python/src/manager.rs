@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use authstore::document::{AuthDocument, Freshness};
 use authstore::error::Error;
+use authstore::store::credentials;
 use authstore::store::{Store, StoreConfig, StoreUrl, codex_home_from_path, resolve_codex_home};
 use authstore::{AuthSnapshot, ManagerOptions};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -44,6 +45,7 @@ impl AuthManager {
         client_id=None,
         refresh_window=300.0,
         refresh_interval=691_200.0,
+        credentials_store=None,
     ))]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one each
     fn new(
@@ -57,6 +59,7 @@ impl AuthManager {
         client_id: Option<String>,
         refresh_window: f64,
         refresh_interval: f64,
+        credentials_store: Option<String>,
     ) -> PyResult<Self> {
         let lock_timeout = seconds("lock_timeout", lock_timeout)?;
         let request_timeout = seconds("request_timeout", request_timeout)?;
@@ -93,7 +96,11 @@ impl AuthManager {
             .lock_timeout(lock_timeout)
             .request_timeout(request_timeout)
             .token_url(token_url)
-            .client_id(client_id);
+            .client_id(client_id)
+            .credentials_store(
+                credentials::override_from(credentials_store.as_deref(), "credentials_store=")
+                    .map_err(to_py)?,
+            );
         // Before anything is opened or connected: a bad endpoint is the caller's ValueError.
         config.check().map_err(to_py)?;
         let options = ManagerOptions::default().freshness(freshness);

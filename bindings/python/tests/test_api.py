@@ -207,3 +207,63 @@ def test_aio_gives_the_managers_answers_refreshing_once(stale_home, authority):
     assert credentials.access_token == tokens[0]
     assert refreshed == "fresh"
     assert authority.stats()["refresh_calls"] == 1
+
+
+def test_credentials_store_overrides_the_home_config(fresh_home, monkeypatch):
+    """credentials_store="file" reads auth.json whatever config.toml says (a keyring that is
+    not there is never asked), and status() says it was overridden; None is as Codex chooses,
+    AUTHSTORE_CREDENTIALS_STORE first."""
+    home, document = fresh_home
+    (home / "config.toml").write_text('cli_auth_credentials_store = "keyring"\n')
+    # No Secret Service can answer on this bus.
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={home / 'no-bus'}")
+    monkeypatch.delenv("AUTHSTORE_CREDENTIALS_STORE", raising=False)
+
+    manager = authstore.AuthManager(home, credentials_store="file")
+    expect(
+        manager.token() == tokens_of(document)["access_token"],
+        "credentials_store='file' did not read auth.json",
+    )
+    chosen = manager.status()["credentials_store"]
+    assert chosen["store"] == "file"
+    assert chosen["source"] == "override"
+
+    as_codex = authstore.AuthManager(home).status()["credentials_store"]
+    assert as_codex["store"] == "keyring"
+    assert as_codex["source"] == "config"
+
+    monkeypatch.setenv("AUTHSTORE_CREDENTIALS_STORE", "file")
+    from_env = authstore.AuthManager(home)
+    assert from_env.status()["credentials_store"]["source"] == "override"
+    expect(
+        from_env.token() == tokens_of(document)["access_token"],
+        "AUTHSTORE_CREDENTIALS_STORE=file did not read auth.json",
+    )
+
+
+def test_credentials_store_keyring_without_a_keyring_is_unavailable(fresh_home, monkeypatch):
+    """The keyring store with no Secret Service: Unavailable naming the store, and auth.json,
+    which the keyring store never reads, left as it was."""
+    home, _ = fresh_home
+    before = (home / "auth.json").read_bytes()
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={home / 'no-bus'}")
+    with pytest.raises(authstore.Unavailable) as raised:
+        authstore.AuthManager(home, credentials_store="keyring").token()
+    assert "keyring" in str(raised.value).lower()
+    assert (home / "auth.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("word", ["vault", "ephemeral", ""])
+def test_credentials_store_rejects_other_words(tmp_path, word):
+    with pytest.raises(ValueError) as raised:
+        authstore.AuthManager(tmp_path, credentials_store=word)
+    assert "credentials_store=" in str(raised.value)
+
+
+def test_an_unparseable_config_is_a_value_error_naming_it(fresh_home, monkeypatch):
+    home, _ = fresh_home
+    monkeypatch.delenv("AUTHSTORE_CREDENTIALS_STORE", raising=False)
+    (home / "config.toml").write_text("cli_auth_credentials_store = keyring\n")
+    with pytest.raises(ValueError) as raised:
+        authstore.AuthManager(home).token()
+    assert "config.toml" in str(raised.value)

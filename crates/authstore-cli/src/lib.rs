@@ -50,7 +50,8 @@ use std::time::Duration;
 
 use authstore::error::{Error, ErrorKind, Location};
 use authstore::store::{
-    CredentialsStore, FileStore, StoreConfig, StoreOptions, StoreUrl, resolve_codex_home,
+    CredentialsStore, FileStore, StoreConfig, StoreOptions, StoreUrl, credentials,
+    resolve_codex_home,
 };
 use authstore::{AuthManager, ManagerOptions};
 use clap::{Parser, Subcommand};
@@ -284,18 +285,7 @@ impl Cli {
     /// `--credentials-store`, else `AUTHSTORE_CREDENTIALS_STORE` (when set and non-empty),
     /// with how it was given.
     pub(crate) fn credentials_override(&self) -> Result<Option<(CredentialsStore, String)>, Error> {
-        if let Some(name) = &self.credentials_store {
-            return Ok(Some((
-                CredentialsStore::parse(name)?,
-                "--credentials-store".to_owned(),
-            )));
-        }
-        match std::env::var(CREDENTIALS_STORE_ENV) {
-            Ok(name) if !name.trim().is_empty() => CredentialsStore::parse(&name)
-                .map(|store| Some((store, CREDENTIALS_STORE_ENV.to_owned())))
-                .map_err(|error| Error::invalid_input(format!("{CREDENTIALS_STORE_ENV}: {error}"))),
-            _ => Ok(None),
-        }
+        credentials::override_from(self.credentials_store.as_deref(), "--credentials-store")
     }
 
     pub(crate) fn store_options(&self) -> Result<StoreOptions, Error> {
@@ -381,9 +371,6 @@ impl Cli {
         Ok(FileStore::new(self.home()?, self.store_options()?))
     }
 }
-
-/// The environment variable that overrides `cli_auth_credentials_store` (after the option).
-pub(crate) const CREDENTIALS_STORE_ENV: &str = "AUTHSTORE_CREDENTIALS_STORE";
 
 const BOTH_STORES: &str = "--store (AUTHSTORE_STORE) and --store-file (AUTHSTORE_STORE_FILE) both name a \
      store; give one of them";

@@ -100,6 +100,16 @@ class AuthManager:
     tokens whose ``exp`` cannot be read count as stale (default 8 days). Negative or
     non-finite seconds are a ``ValueError``.
 
+    ``credentials_store``: where the home keeps its login, whatever
+    ``cli_auth_credentials_store`` in its ``config.toml`` says: ``"file"`` (``auth.json``),
+    ``"keyring"`` (the OS keyring item Codex uses, or Codex's encrypted secrets file with
+    ``secret_auth_storage``), ``"auto"`` (the keyring when it holds the login and answers, else
+    the file). ``None``: ``AUTHSTORE_CREDENTIALS_STORE`` when set, else as Codex chooses from
+    ``config.toml`` (default ``"file"``). Another word is a ``ValueError``; a ``config.toml``
+    that cannot be parsed is a ``ValueError`` naming it. A keyring that does not answer or is
+    locked is :class:`Unavailable` (from the constructor or the first read), with nothing
+    written.
+
     Every call blocks with the GIL released; one manager can be shared between threads, not
     across ``fork`` (a child makes its own; the parent's fails there with AuthstoreError).
     """
@@ -116,6 +126,7 @@ class AuthManager:
         client_id: Optional[str] = None,
         refresh_window: float = 300.0,
         refresh_interval: float = 691200.0,
+        credentials_store: Optional[str] = None,
     ) -> None: ...
     @property
     def location(self) -> str:
