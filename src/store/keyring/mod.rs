@@ -16,6 +16,15 @@
 //! as Codex's does. Newer Codex builds split the login over several items (a `v2` layout);
 //! that layout is not read here.
 //!
+//! # The encrypted secrets file
+//!
+//! With `[features] secret_auth_storage = true` the login is not in that item but in Codex's
+//! encrypted secrets file, `secrets/codex_auth.age` in the home (the `secrets` module: an age
+//! file with one scrypt recipient, its passphrase the keyring item service `codex`, account
+//! `secrets|` + the same 16 hex digits). Everything else here holds for it unchanged: the same
+//! locks, the same transaction, the same errors for a keyring that does not answer; its changes
+//! are watched as `auth.json`'s are, since it is a file.
+//!
 //! # The transaction
 //!
 //! The same as the file store's, with the same files: [`KeyringStore::begin`] takes `auth.lock`
