@@ -6,7 +6,7 @@
 #
 # 1. Installs @openai/codex@$CODEX_VERSION from the npm registry into target/codex-$CODEX_VERSION
 #    (skipped when already there; the native binary ships inside the npm package).
-# 2. Builds the test binary (this step may use the network, for crates).
+# 2. Builds the test binary (this step may use the network, for crates; scripts/test-binary.sh).
 # 3. Runs it inside ONE new network namespace that has nothing but loopback, and a new PID
 #    namespace, so that Codex can reach nothing but the token authority the tests start inside
 #    it, and nothing outlives the run. The tests refuse to start Codex anywhere else.
@@ -27,13 +27,15 @@ RUN_TIMEOUT=${CODEX_INTEROP_RUN_TIMEOUT:-900}
 codex_install
 
 say "building the interop tests"
-timeout -k 10 "$BUILD_TIMEOUT" cargo test -p authstore-cli --features codex-interop --test codex_interop --no-run
+tests=$(timeout -k 10 "$BUILD_TIMEOUT" bash -c '. scripts/test-binary.sh && test_binary codex_interop codex-interop')
 
+# CI starts its cross-target checks once this file exists (.ci/run).
+[ -z "${AUTHSTORE_INTEROP_BUILT:-}" ] || touch "$AUTHSTORE_INTEROP_BUILT"
 say "running the interop tests in a loopback-only network namespace"
 started=$SECONDS
 rc=0
 CODEX_BIN=$codex_bin in_namespace "$RUN_TIMEOUT" \
-  cargo test --offline -p authstore-cli --features codex-interop --test codex_interop -- --test-threads=1 --nocapture "$@" ||
+  env -C crates/authstore-cli "$tests" --test-threads=1 --nocapture "$@" ||
   rc=$?
 case $rc in
   0) say "interop tests passed in $((SECONDS - started)) s" ;;

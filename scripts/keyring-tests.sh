@@ -10,14 +10,11 @@
 #   bash scripts/keyring-tests.sh            # build and run (extra arguments go to the test binary)
 #   bash scripts/keyring-tests.sh --inner …  # (internal) the part inside dbus-run-session
 #
-# AUTHSTORE_KEYRING_TEST_FEATURES (e.g. failpoints,postgres) builds the tests with those features,
-# so that a CI run right after `cargo test --features failpoints,postgres` reuses that build.
+# AUTHSTORE_CI_FEATURES (e.g. failpoints,postgres) builds the tests as the README's test command
+# does, so that a CI run right after `cargo test --features failpoints,postgres` reuses that
+# build (scripts/test-binary.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-features=()
-if [[ -n "${AUTHSTORE_KEYRING_TEST_FEATURES:-}" ]]; then
-  features=(--features "$AUTHSTORE_KEYRING_TEST_FEATURES")
-fi
 
 password=authstore-test
 
@@ -34,7 +31,8 @@ if [[ "${1:-}" == "--inner" ]]; then
   done
   export AUTHSTORE_KEYRING_TESTS=1
   # The Secret Service tests take turns among themselves; the rest of the module is quick.
-  exec cargo test -p authstore-cli "${features[@]}" --test it -- "${@:2}"
+  cd crates/authstore-cli
+  exec "$AUTHSTORE_KEYRING_TEST_BINARY" "${@:2}"
 fi
 
 missing=()
@@ -47,7 +45,9 @@ if ((${#missing[@]})); then
 fi
 
 # Build first, outside the session, so that the session's time is the tests'.
-cargo test -p authstore-cli "${features[@]}" --test it --no-run
+. scripts/test-binary.sh
+AUTHSTORE_KEYRING_TEST_BINARY=$(test_binary it)
+export AUTHSTORE_KEYRING_TEST_BINARY
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

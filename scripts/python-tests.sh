@@ -9,6 +9,10 @@
 #
 #   bash scripts/python-tests.sh [SDIST]    (SDIST: test that sdist, e.g. scripts/dist.sh's,
 #                                            instead of making one)
+#
+# AUTHSTORE_PYTHON_TESTS_PROFILE=dev builds the extension from the sdist in Cargo's dev profile
+# instead of pip's release build: CI does, since its release wheel is tested on its own
+# (scripts/dist-tests.sh) and the tests here are the same whatever the optimisation.
 set -euo pipefail
 given=${1:+$(realpath "$1")}
 cd "$(dirname "$0")/.."
@@ -32,7 +36,11 @@ else
     sdist=("$venv"/sdist/authstore-*.tar.gz)
 fi
 echo "python-tests: installing ${sdist[0]##*/}" >&2
-"${pip[@]}" install --quiet "${sdist[0]}[httpx,requests]"
+build=()
+if [ -n "${AUTHSTORE_PYTHON_TESTS_PROFILE:-}" ]; then
+    build=(--config-settings "build-args=--profile $AUTHSTORE_PYTHON_TESTS_PROFILE")
+fi
+"${pip[@]}" install --quiet "${build[@]}" "${sdist[0]}[httpx,requests]"
 # Run from the tests' directory so that the installed package is tested, not the source tree.
 cd bindings/python/tests
 status=0

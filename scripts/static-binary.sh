@@ -37,4 +37,6 @@ say "static, $(du -h "$bin" | cut -f1): $bin"
 "$bin" --version >&2
 
 say "the CLI tests against $bin"
-AUTHSTORE_TEST_BINARY="$bin" cargo test -p authstore-cli --features simulator --test it -- cli_processes:: hardening::
+. scripts/test-binary.sh
+tests=$(test_binary it simulator)
+(cd crates/authstore-cli && AUTHSTORE_TEST_BINARY="$bin" "$tests" cli_processes:: hardening::)
