@@ -256,13 +256,10 @@ impl ChangeFeed for SignalFeed {
 
     fn wait<'a>(&'a self, mark: &'a Mark) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            // Taken before the look, so that a signal between the two is not missed.
             let notified = self.shared.notify.notified();
             match mark.0 {
-                MarkKind::Count(_) => {
-                    if !self.changed_since(mark) {
-                        notified.await;
-                    }
-                }
+                MarkKind::Count(_) if !self.changed_since(mark) => notified.await,
                 // Polling: the poll interval, or a signal once the subscription is in place.
                 MarkKind::At(at) => {
                     tokio::select! {
