@@ -8,6 +8,7 @@
 # a Secret Service that does not answer fails them instead of skipping them.
 #
 #   bash scripts/keyring-tests.sh            # build and run (extra arguments go to the test binary)
+#   bash scripts/keyring-tests.sh --bench [--quick]  # the agent_idle benchmark, keyring rows included
 #   bash scripts/keyring-tests.sh --inner …  # (internal) the part inside dbus-run-session
 #
 # AUTHSTORE_CI_FEATURES (e.g. failpoints,postgres) builds the tests as the README's test command
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 password=authstore-test
 
-if [[ "${1:-}" == "--inner" ]]; then
+if [[ "${1:-}" == "--inner" || "${1:-}" == "--inner-bench" ]]; then
   # Inside dbus-run-session: the daemon creates (or unlocks) the login collection with the
   # password, then serves the secrets component on this session's bus.
   echo -n "$password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
@@ -29,6 +30,10 @@ if [[ "${1:-}" == "--inner" ]]; then
     fi
     sleep 0.1
   done
+  if [[ "$1" == "--inner-bench" ]]; then
+    export AUTHSTORE_BENCH_KEYRING=1
+    exec cargo bench -p authstore-cli --bench agent_idle -- "${@:2}"
+  fi
   export AUTHSTORE_KEYRING_TESTS=1
   # The Secret Service tests take turns among themselves; the rest of the module is quick.
   cd crates/authstore-cli
@@ -45,9 +50,13 @@ if ((${#missing[@]})); then
 fi
 
 # Build first, outside the session, so that the session's time is the tests'.
-. scripts/test-binary.sh
-AUTHSTORE_KEYRING_TEST_BINARY=$(test_binary it)
-export AUTHSTORE_KEYRING_TEST_BINARY
+if [[ "${1:-}" == "--bench" ]]; then
+  cargo bench -p authstore-cli --bench agent_idle --no-run
+else
+  . scripts/test-binary.sh
+  AUTHSTORE_KEYRING_TEST_BINARY=$(test_binary it)
+  export AUTHSTORE_KEYRING_TEST_BINARY
+fi
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -60,11 +69,20 @@ session() {
   shift
   mkdir -p "$scratch/$name/home" "$scratch/$name/runtime"
   chmod 700 "$scratch/$name/runtime"
+  local inner=--inner
+  if [[ "$name" == bench ]]; then
+    inner=--inner-bench
+  fi
   env CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" \
     HOME="$scratch/$name/home" XDG_RUNTIME_DIR="$scratch/$name/runtime" \
     XDG_DATA_HOME="$scratch/$name/home/.local/share" \
-    dbus-run-session -- bash "$0" --inner "$@"
+    dbus-run-session -- bash "$0" "$inner" "$@"
 }
+
+if [[ "${1:-}" == "--bench" ]]; then
+  session bench "${@:2}"
+  exit
+fi
 
 # Every keyring and secrets-file test but the one that locks the login collection; then that
 # one, alone, in a session of its own (the collection stays locked after it).

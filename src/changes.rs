@@ -149,7 +149,8 @@ impl ChangeWatcher {
         })
     }
 
-    /// Whether changes are pushed by a directory watch (else looked for).
+    /// Whether changes are pushed by a watch (a directory watch, the Secret Service's signals),
+    /// else looked for.
     pub fn is_watching(&self) -> bool {
         self.feed.is_watching()
     }

@@ -248,8 +248,9 @@ impl AuthManager {
         self.inner.client.config()
     }
 
-    /// Whether changes are pushed by a directory watch (else looked for: one `stat` per call
-    /// on the file store, a poll of a shared store).
+    /// Whether changes are pushed by a watch (a directory watch on `auth.json`, the Secret
+    /// Service's signals for a keyring item on Linux), else looked for: one `stat` per call on
+    /// the file store, a poll of a shared store or of a keyring item.
     pub fn is_watching(&self) -> bool {
         self.inner.feed.is_watching()
     }

@@ -59,14 +59,17 @@ impl ManagerOptions {
         self
     }
 
-    /// Whether to watch the directory for changes (else: one `stat` per call). Default: true.
+    /// Whether to watch for changes: the directory of `auth.json` (else: one `stat` per call),
+    /// the Secret Service's signals for a keyring item on Linux (else: the item polled every
+    /// [`revalidate`](Self::revalidate)). Default: true.
     pub fn watch(mut self, watch: bool) -> Self {
         self.watch = watch;
         self
     }
 
-    /// With a shared store (nothing to watch), how long a fresh cached token is trusted before
-    /// the store is asked again for changes made elsewhere. Default: 1 s.
+    /// With a store that is not watched (a shared store, a keyring item on macOS and Windows),
+    /// how long a fresh cached token is trusted before the store is asked again for changes
+    /// made elsewhere. Default: 1 s.
     pub fn revalidate(mut self, every: Duration) -> Self {
         self.revalidate = every;
         self

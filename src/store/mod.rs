@@ -19,7 +19,8 @@
 //!   changes are seen from the row's generation, asked for at most once per poll interval.
 //! - `keyring` (feature `keyring`): the OS keyring item Codex keeps its login in
 //!   (`cli_auth_credentials_store = "keyring"` or `"auto"`), under the same two locks in the
-//!   home as the file store; changes are seen by polling the item.
+//!   home as the file store; changes are seen from the Secret Service's signals on Linux, by
+//!   polling the item on macOS and Windows.
 //! - [`mirror`]: a shared store (PostgreSQL) kept copied into the local `auth.json` after every
 //!   change, for local programs (Codex among them) that read only the file.
 //!
@@ -209,6 +210,9 @@ pub(crate) enum MarkKind {
     /// When the store was last asked.
     #[cfg_attr(not(any(feature = "postgres", feature = "keyring")), allow(dead_code))]
     At(Instant),
+    /// Marks of two feeds watched together (the keyring item and `auth.json`, for `auto`).
+    #[cfg_attr(not(all(target_os = "linux", feature = "keyring")), allow(dead_code))]
+    Both(Box<Mark>, Box<Mark>),
     /// Nothing seen yet: always changed.
     Outdated,
 }

@@ -9,6 +9,12 @@
 //! 3. **agent --broker**: the same, also the home's token endpoint, idle in `accept`.
 //! 4. **control**: a shell that wakes once a second (`while :; do sleep 1; done`), to show the
 //!    counting sees wake-ups: about 3,600 an hour or more.
+//! 5. With `AUTHSTORE_BENCH_KEYRING=1`, in a session with a Secret Service of its own
+//!    (`bash scripts/keyring-tests.sh --bench`, gnome-keyring in a private D-Bus session):
+//!    **watch, keyring** and **agent, keyring**, the login in Codex's keyring item
+//!    (`cli_auth_credentials_store = "keyring"`, seeded with `secret-tool`), which they learn
+//!    of from the Secret Service's signals. Before the signals the agent looked at the item
+//!    every 30 s and `watch` every 250 ms.
 //!
 //! Each process gets a home of its own and a settling time first (a runtime's blocking threads
 //! linger 10 s after their last job). Counting: every second this process reads
@@ -63,18 +69,27 @@ fn main() {
         .expect("the token authority starts");
     let logs = common::scratch_dir("agent-idle-logs-");
 
-    let rows: [(&str, &[&str]); 4] = [
-        ("baseline: watch", &["watch", "--json"]),
-        ("agent", &["agent", "--json"]),
+    let mut rows: Vec<(&str, &[&str], Login)> = vec![
+        ("baseline: watch", &["watch", "--json"], Login::File),
+        ("agent", &["agent", "--json"], Login::File),
         (
             "agent --broker",
             &["agent", "--json", "--broker", "--listen", "127.0.0.1:0"],
+            Login::File,
         ),
-        ("control: once a second", &[]),
+        ("control: once a second", &[], Login::File),
     ];
+    if std::env::var("AUTHSTORE_BENCH_KEYRING").is_ok_and(|v| v == "1") {
+        rows.push(("watch, keyring", &["watch", "--json"], Login::Keyring));
+        rows.push(("agent, keyring", &["agent", "--json"], Login::Keyring));
+    } else {
+        println!(
+            "(keyring rows: set AUTHSTORE_BENCH_KEYRING=1 in a session with a Secret Service, or run `bash scripts/keyring-tests.sh --bench`)"
+        );
+    }
     let mut processes: Vec<Idle> = rows
         .iter()
-        .map(|(name, args)| Idle::start(name, args, &simulator, logs.path()))
+        .map(|(name, args, login)| Idle::start(name, args, *login, &simulator, logs.path()))
         .collect();
     println!(
         "\nsettling {} s, then counting over {} s",
@@ -141,6 +156,48 @@ fn main() {
     );
 }
 
+/// Where a row's login is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Login {
+    /// `auth.json`.
+    File,
+    /// Codex's keyring item, written by `secret-tool` as Codex's `keyring` crate writes it.
+    Keyring,
+}
+
+/// Stores `login` as Codex's item for `home`, through libsecret's `secret-tool`.
+fn seed_keyring_item(home: &Path, login: &Value) {
+    use std::io::Write;
+    let account = format!("cli|{}", authstore::store::home_fingerprint(home));
+    let mut child = Command::new("secret-tool")
+        .arg("store")
+        .arg(format!(
+            "--label={account}@Codex Auth:default (keyring v3.6.3)"
+        ))
+        .args([
+            "service",
+            "Codex Auth",
+            "username",
+            &account,
+            "target",
+            "default",
+        ])
+        .args(["application", "rust-keyring"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("secret-tool (libsecret-tools) runs");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(login.to_string().as_bytes())
+        .expect("the login is written to secret-tool");
+    assert!(
+        child.wait().expect("secret-tool ends").success(),
+        "secret-tool stored the item (is a Secret Service running?)"
+    );
+}
+
 /// One idle process and its threads' context switches.
 struct Idle {
     name: &'static str,
@@ -153,12 +210,28 @@ struct Idle {
 }
 
 impl Idle {
-    fn start(name: &'static str, args: &[&str], simulator: &Simulator, logs: &Path) -> Self {
+    fn start(
+        name: &'static str,
+        args: &[&str],
+        store: Login,
+        simulator: &Simulator,
+        logs: &Path,
+    ) -> Self {
         let home = common::scratch_dir("agent-idle-home-");
         let login = simulator.auth_json(&Identity::new("acct-idle", "user-idle"));
-        let path = home.path().join("auth.json");
-        fs::write(&path, login.to_string()).expect("the login is written");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("auth.json is 0600");
+        if store == Login::Keyring {
+            fs::write(
+                home.path().join("config.toml"),
+                "cli_auth_credentials_store = \"keyring\"\n",
+            )
+            .expect("config.toml is written");
+            seed_keyring_item(home.path(), &login);
+        } else {
+            let path = home.path().join("auth.json");
+            fs::write(&path, login.to_string()).expect("the login is written");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                .expect("auth.json is 0600");
+        }
         let stderr = File::create(logs.join(format!("{}.log", common::unix_ns())))
             .expect("a log can be created");
         let mut command = if args.is_empty() {

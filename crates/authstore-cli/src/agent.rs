@@ -29,10 +29,12 @@ const CODEX_WINDOW: Duration = Duration::from_secs(300);
 /// `--ahead` when not given, for the agent and for the service that runs it.
 pub(crate) const DEFAULT_AHEAD_SECS: u64 = 600;
 /// The longest sleep between looks at a store that cannot be watched (a shared store, a
-/// directory without a watch), so that logins, logouts and changes are seen.
+/// directory without a watch, the keyring on macOS and Windows or without its signals), so that
+/// logins, logouts and changes are seen.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-/// The longest sleep between looks at a watched `auth.json`, whose changes wake the agent
-/// anyway: only a safety net, a few wake-ups an hour.
+/// The longest sleep between looks at a watched store (`auth.json` under a directory watch, the
+/// keyring item under the Secret Service's signals), whose changes wake the agent anyway: only a
+/// safety net, a few wake-ups an hour.
 const MAX_SLEEP_WATCHED: Duration = Duration::from_secs(15 * 60);
 /// The longest pause after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

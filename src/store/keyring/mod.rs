@@ -49,9 +49,24 @@
 //!
 //! # Changes
 //!
-//! A keyring item cannot be watched portably, so the change feed polls: what was read stays
-//! valid for the poll interval (1 s by default, the manager's `revalidate`), then the next look
-//! reads the item again. One read is one D-Bus round trip on Linux.
+//! Linux: the Secret Service says when an item changes. The feed subscribes on the session bus
+//! to the signals of every collection (`ItemCreated`, `ItemDeleted`, `ItemChanged`), of the
+//! service (collections created, deleted, locked, unlocked) and to the keyring daemon's name
+//! changing hands, and counts them as the file store's watch counts directory events: a mark is
+//! the count, a look that finds it unchanged asks the keyring nothing, and a long-lived reader
+//! (the agent, `authstore watch`, the broker) sleeps until a signal comes. A signal about
+//! another item only costs a re-read. The subscription lives on a thread of its own, on a
+//! runtime of its own, as the directory watch does. Until it is in place, and for good once it
+//! cannot be made or its stream ends (no session bus, the bus went away), the feed polls as
+//! below, says so in a debug log, and counts the loss as a change, so that no reader keeps
+//! what it read under the subscription. `auto` watches `auth.json` too (a change in either is
+//! a change).
+//!
+//! macOS and Windows poll: the `keyring` crate offers no notification of a changed item, and
+//! the platforms' own (keychain events, none for the Credential Manager) are not portable. What
+//! was read stays valid for the poll interval (1 s by default, the manager's `revalidate`),
+//! then the next look reads the item again. With `secret_auth_storage` the encrypted file is
+//! watched as `auth.json` is, on every platform.
 //!
 //! # Per platform
 //!
@@ -83,6 +98,8 @@ mod backend;
 #[path = "unsupported.rs"]
 mod backend;
 mod secrets;
+#[cfg(target_os = "linux")]
+mod watch;
 
 pub use secrets::{AUTH_SECRETS_FILE, PASSPHRASE_SERVICE, SECRETS_DIR, SecretsFile};
 
@@ -375,7 +392,7 @@ impl Store for KeyringStore {
         })
     }
 
-    /// Polled: see the module documentation.
+    /// Linux: the Secret Service's signals; elsewhere polled. See the module documentation.
     fn changes(&self, options: ChangeOptions) -> Box<dyn ChangeFeed> {
         if let Some(secrets) = &self.secrets {
             // The encrypted file is watched as `auth.json` is.
@@ -383,6 +400,19 @@ impl Store for KeyringStore {
                 secrets.path(),
                 options,
             ));
+        }
+        #[cfg(target_os = "linux")]
+        if options.watch {
+            let item = Box::new(watch::SignalFeed::start(options.poll));
+            if !self.auto {
+                return item;
+            }
+            // auto: the login may be in auth.json as well.
+            let file = Box::new(crate::store::file::watch::FileChanges::start(
+                self.file.auth_path(),
+                options,
+            ));
+            return Box::new(watch::Joined(item, file));
         }
         Box::new(PollFeed { poll: options.poll })
     }

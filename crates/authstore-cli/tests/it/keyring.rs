@@ -516,3 +516,192 @@ impl HomeWrite for Env {
         .unwrap();
     }
 }
+
+/// Every context switch (voluntary and not) of every thread of `pid` so far, by thread: one
+/// reading of `/proc/PID/task/*/status`, which does not wake the process read.
+fn context_switches(pid: u32) -> std::collections::HashMap<String, u64> {
+    let mut threads = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let switches: u64 = status
+            .lines()
+            .filter(|line| {
+                line.starts_with("voluntary_ctxt_switches:")
+                    || line.starts_with("nonvoluntary_ctxt_switches:")
+            })
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        threads.insert(task.file_name().to_string_lossy().into_owned(), switches);
+    }
+    threads
+}
+
+/// The context switches `pid` makes over `window`, read every 100 ms so that a thread that
+/// ends during it counts what it did up to its last reading.
+async fn context_switches_over(pid: u32, window: Duration) -> u64 {
+    let start = context_switches(pid);
+    let mut last = start.clone();
+    let until = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last.extend(context_switches(pid));
+    }
+    last.iter()
+        .map(|(thread, now)| now - start.get(thread).copied().unwrap_or(0))
+        .sum()
+}
+
+/// At rest, a reader that waits on a watched item makes at most this many context switches in
+/// [`REST_WINDOW`]; one that polls the item every 250 ms (what `watch` did) reads it 12 times in
+/// it, each read a D-Bus connection of its own with several round trips, well over a hundred
+/// switches (measured: several hundred; the agent's poll of a second, five reads, well over
+/// this too).
+const AT_REST_MOST: u64 = 20;
+const REST_WINDOW: Duration = Duration::from_secs(3);
+
+/// Starts `authstore watch --json` and waits until it says it is watching; returns it with its
+/// stdout line by line (its stderr kept open).
+async fn start_watch(
+    env: &Env,
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut watch = env.command(&["watch", "--json"]).spawn().unwrap();
+    let lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut notes = tokio::io::BufReader::new(watch.stderr.take().unwrap()).lines();
+    let ready = tokio::time::timeout(BOUND, notes.next_line())
+        .await
+        .expect("watch starts in time")
+        .unwrap();
+    assert!(
+        ready
+            .as_deref()
+            .is_some_and(|line| line.contains("watching")),
+        "{ready:?}"
+    );
+    (watch, lines, notes)
+}
+
+/// `authstore watch` in keyring mode learns of a change that another program (libsecret's
+/// `secret-tool`, not authstore) made to Codex's item from the Secret Service's signal, and
+/// at rest it does not read the item again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_a_change_another_program_made_to_the_item_and_does_not_poll_at_rest() {
+    let _turn = SECRET_SERVICE.lock().await;
+    if skip() {
+        return;
+    }
+    let env = Env::new().await;
+    write_config(env.home(), "cli_auth_credentials_store = \"keyring\"\n");
+    seed_item(
+        env.home(),
+        &env.new_login(&alice(), Duration::from_secs(3600)),
+    );
+    let (mut watch, mut events, _notes) = start_watch(&env).await;
+    let pid = watch.id().unwrap();
+
+    let switches = context_switches_over(pid, REST_WINDOW).await;
+    eprintln!("watch at rest: {switches} context switches in {REST_WINDOW:?}");
+    assert!(
+        switches <= AT_REST_MOST,
+        "watch at rest made {switches} context switches in {REST_WINDOW:?}: it polls the item"
+    );
+
+    // Bob logs in with Codex: the item is replaced by another program.
+    seed_item(
+        env.home(),
+        &env.new_login(&identity_b(), Duration::from_secs(3600)),
+    );
+    let seen = tokio::time::Instant::now();
+    let line = tokio::time::timeout(Duration::from_secs(2), events.next_line())
+        .await
+        .expect("watch reports the change within 2 s")
+        .unwrap()
+        .expect("a line");
+    eprintln!("watch reported the change after {:?}", seen.elapsed());
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["event"], "identity_changed", "{event}");
+    assert_eq!(event["user_id"], "user-bob", "{event}");
+    watch.start_kill().unwrap();
+    let _ = watch.wait().await;
+}
+
+/// The agent in keyring mode with a fresh token sleeps until the item changes, as on a watched
+/// `auth.json`: its next look is its safety net away (15 minutes, not the 30 s of a store it must
+/// look at), it does not wake at rest, and a change another program makes wakes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_in_keyring_mode_sleeps_until_the_item_changes() {
+    let _turn = SECRET_SERVICE.lock().await;
+    if skip() {
+        return;
+    }
+    let env = Env::new().await;
+    write_config(env.home(), "cli_auth_credentials_store = \"keyring\"\n");
+    seed_item(
+        env.home(),
+        &env.new_login(&alice(), Duration::from_secs(3 * 3600)),
+    );
+    let mut agent = authstore_testkit::agent_process::Agent::start(&env, "600");
+    agent.wait_for("active").await;
+    // After each look its note says when it looks next.
+    let next_check = async || {
+        let status = status_json(&env, &[]).await;
+        status["agent"]["next_check"]
+            .as_str()
+            .map(|next| chrono::DateTime::parse_from_rfc3339(next).unwrap())
+    };
+    let idle_by = tokio::time::Instant::now() + BOUND;
+    let planned = loop {
+        if let Some(next) = next_check().await {
+            break next;
+        }
+        assert!(
+            tokio::time::Instant::now() < idle_by,
+            "the agent never planned its next look"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ahead = planned.signed_duration_since(chrono::Utc::now());
+    assert!(
+        ahead > chrono::TimeDelta::seconds(60),
+        "the agent looks again in {ahead}: it does not wait on the keyring's signals"
+    );
+
+    let switches = context_switches_over(agent.pid, REST_WINDOW).await;
+    eprintln!("agent at rest: {switches} context switches in {REST_WINDOW:?}");
+    assert!(
+        switches <= AT_REST_MOST,
+        "the agent at rest made {switches} context switches in {REST_WINDOW:?}"
+    );
+
+    // Another program writes newer tokens for the same login into the item (Codex refreshed):
+    // the agent looks at once (a plain re-read that finds them fresh reports nothing), and plans
+    // its next look from then.
+    seed_item(
+        env.home(),
+        &env.new_login(&alice(), Duration::from_secs(4 * 3600)),
+    );
+    let seen = tokio::time::Instant::now();
+    let looked_by = seen + Duration::from_secs(5);
+    loop {
+        if next_check().await.is_some_and(|next| next > planned) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < looked_by,
+            "the agent did not look within 5 s of the change: it waits for its next look"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("the agent looked after {:?}", seen.elapsed());
+    assert_eq!(env.sim.refresh_calls(), 0);
+    agent.end(libc::SIGTERM).await;
+}
