@@ -5,11 +5,11 @@
 //!
 //! In each store: each program reads what the other writes (authstore's login is what Codex
 //! refreshes with, and authstore prints Codex's refreshed token with no call of its own); and a
-//! race on one stale token through `authstore broker` (app-servers forcing refreshes, `codex
-//! exec`, `authstore token` processes) makes at most one authority call at start-up and per
-//! round, no `refresh_token_reused`, no failed request, and leaves the store on the authority's
-//! current refresh token. No `auth.json` ever appears in the home (a thread looks for one every
-//! millisecond).
+//! race on one stale token through `authstore broker` (app-servers forcing refreshes and
+//! `authstore token` processes, with `codex exec` in the keyring) makes at most one authority
+//! call at start-up and per round, all of them the broker's, no `refresh_token_reused`, no failed
+//! request, and leaves the store on the authority's current refresh token. No `auth.json` ever
+//! appears in the home (a thread looks for one every millisecond).
 //!
 //! The tests need a Secret Service: `scripts/codex-interop.sh` runs the suite inside a private
 //! D-Bus session with gnome-keyring, started inside the namespace (a session bus on an abstract
