@@ -41,7 +41,7 @@ const ROUND_PAUSE: Duration = Duration::from_secs(2);
 
 /// `codex exec` with a prompt. The authority has no model endpoint, so the turn itself fails
 /// after Codex obtained its token; what is looked at is the token it obtained.
-const EXEC: &[&str] = &["exec", "--skip-git-repo-check", "--color", "never", "hello"];
+pub(crate) const EXEC: &[&str] = &["exec", "--skip-git-repo-check", "--color", "never", "hello"];
 
 /// What the rounds did.
 struct ForcedRun {
@@ -286,7 +286,7 @@ async fn forced_refreshes_of_three_app_servers_and_codex_exec_through_the_broker
 
 /// Asserts that `codex exec` reported no failed refresh. (Its turn fails: the authority has no
 /// model endpoint; that is the "Reconnecting" and 404 lines.)
-fn assert_no_refresh_failure_in(exec_stderr: &BTreeMap<String, usize>) {
+pub(crate) fn assert_no_refresh_failure_in(exec_stderr: &BTreeMap<String, usize>) {
     let failed: Vec<&String> = exec_stderr
         .keys()
         .filter(|line| {

@@ -86,6 +86,8 @@ pub struct Lab {
     /// Where Codex and authstore processes send their refreshes: the authority, or a broker
     /// in front of it ([`Lab::start_broker`]).
     token_url: String,
+    /// Codex processes reach this process's D-Bus session bus ([`Lab::pass_session_bus`]).
+    session_bus: bool,
 }
 
 impl Deref for Lab {
@@ -108,7 +110,16 @@ impl Lab {
             env,
             codex_bin,
             token_url,
+            session_bus: false,
         }
+    }
+
+    /// Lets every Codex process started afterwards reach this process's D-Bus session bus
+    /// (`DBUS_SESSION_BUS_ADDRESS`, and `XDG_RUNTIME_DIR` when set), for Codex's keyring store:
+    /// the Secret Service that `scripts/codex-interop.sh` starts inside the namespace. Without
+    /// it Codex sees no bus ([`Lab::codex`] clears its environment).
+    pub fn pass_session_bus(&mut self) {
+        self.session_bus = true;
     }
 
     pub fn codex(&self, args: &[&str]) -> Command {
@@ -121,6 +132,13 @@ impl Lab {
             .env("HOME", self.dir().join("user-home"))
             .env("CODEX_HOME", self.home())
             .env("CODEX_REFRESH_TOKEN_URL_OVERRIDE", &self.token_url);
+        if self.session_bus {
+            for name in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
+                if let Some(value) = std::env::var_os(name) {
+                    command.env(name, value);
+                }
+            }
+        }
         captured(&mut command);
         command
     }
@@ -255,11 +273,11 @@ pub fn assert_current_token_on_disk(lab: &Lab, family: u64) {
     );
 }
 
-/// Every token this test has seen (those of auth.json, every refresh token presented to the
-/// authority, and `others`), to keep them out of what a failure message shows.
+/// Every token this test has seen (those of auth.json when there is one, every refresh token
+/// presented to the authority, and `others`), to keep them out of what a failure message shows.
 fn known_tokens(lab: &Lab, others: &[String]) -> Vec<String> {
     let mut tokens = lab.sim.presented_refresh_tokens();
-    let disk = lab.disk();
+    let disk = authstore_testkit::read_auth(lab.home()).unwrap_or_default();
     for name in ["id_token", "access_token", "refresh_token"] {
         if let Some(value) = disk["tokens"][name].as_str() {
             tokens.push(value.to_owned());
@@ -281,7 +299,13 @@ pub fn redacted(lab: &Lab, text: &str, others: &[String]) -> String {
 
 /// Asserts that `text` (a process's log) holds none of the tokens the test knows of.
 pub fn assert_no_token_in(lab: &Lab, text: &str, what: &str) {
-    let found = known_tokens(lab, &[])
+    assert_none_of_these_tokens_in(lab, text, what, &[]);
+}
+
+/// Asserts that `text` holds none of the tokens the test knows of, nor any of `others` (tokens
+/// read from a store other than auth.json).
+pub fn assert_none_of_these_tokens_in(lab: &Lab, text: &str, what: &str, others: &[String]) {
+    let found = known_tokens(lab, others)
         .iter()
         .filter(|token| text.contains(token.as_str()))
         .count();

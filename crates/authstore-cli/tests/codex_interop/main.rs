@@ -31,7 +31,11 @@
 //!   `authstore agent` or `authstore broker` beside them;
 //! - [`broker`]: `authstore broker` as Codex's token endpoint: forced refreshes of app-servers
 //!   and `codex exec` make at most one authority call per round and no reuse, and `authstore`
-//!   processes pointed at it beside Codex finish without waiting for their own lock.
+//!   processes pointed at it beside Codex finish without waiting for their own lock;
+//! - [`keyring`]: Codex's keyring store and its encrypted secrets file (a Secret Service that
+//!   the script starts inside the namespace): each reads what the other writes, and a race of
+//!   forced refreshes, `codex exec` and `authstore token` through the broker makes at most one
+//!   authority call per round and never an `auth.json`.
 //!
 //! authstore processes here send `client_id` [`lab::AUTHSTORE_CLIENT_ID`]
 //! (`CODEX_APP_SERVER_LOGIN_CLIENT_ID`), so that every request the authority sees can be
@@ -42,6 +46,7 @@ mod agent;
 mod broker;
 mod editors;
 mod files;
+mod keyring;
 mod lab;
 mod locking;
 mod races;
