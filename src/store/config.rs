@@ -341,7 +341,8 @@ impl StoreConfig {
             return Ok(None);
         }
         Err(Error::unsupported(format!(
-            "the credentials store is {} ({}), and this authstore was built without the              keyring feature; use the file store",
+            "the credentials store is {} ({}), and this authstore was built without the keyring \
+             feature; use the file store",
             choice.store,
             choice.describe_source()
         )))

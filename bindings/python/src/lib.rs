@@ -41,5 +41,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<watch::Watch>()?;
     errors::register(m)?;
     m.add("HAS_POSTGRES", cfg!(feature = "postgres"))?;
+    m.add("HAS_KEYRING", cfg!(feature = "keyring"))?;
     Ok(())
 }

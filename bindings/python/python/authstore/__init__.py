@@ -19,6 +19,7 @@ be reached a ``ConnectionError`` (:class:`Unreachable`), :class:`InvalidFile` a
 """
 
 from ._native import (
+    HAS_KEYRING,
     HAS_POSTGRES,
     AuthManager,
     AuthstoreError,
@@ -34,6 +35,7 @@ from ._native import (
 )
 
 __all__ = [
+    "HAS_KEYRING",
     "HAS_POSTGRES",
     "AuthManager",
     "AuthstoreError",

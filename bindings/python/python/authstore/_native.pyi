@@ -5,6 +5,9 @@ from collections.abc import Iterator
 from os import PathLike
 from typing import Any, Literal, Optional, Union
 
+HAS_KEYRING: bool
+"""Whether this build has Codex's keyring store and its encrypted secrets file
+(``credentials_store=``, or ``cli_auth_credentials_store`` in ``config.toml``)."""
 HAS_POSTGRES: bool
 """Whether this build has the shared PostgreSQL store (``store=``)."""
 
