@@ -28,16 +28,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--inner" ]]; then
-  # Inside the namespace and dbus-run-session: the daemon creates (or unlocks) the login
-  # collection with the password, then serves the secrets component on this session's bus.
-  echo -n authstore-test | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-  gnome-keyring-daemon --start --components=secrets >/dev/null
-  for _ in $(seq 50); do
-    if echo -n probe | secret-tool store --label=probe service authstore-probe username probe 2>/dev/null; then
-      break
-    fi
-    sleep 0.1
-  done
+  # Inside the namespace and dbus-run-session: gnome-keyring serves this session's bus.
+  . scripts/secret-service.sh
+  start_secret_service authstore-test
   exec "${@:2}"
 fi
 

@@ -20,16 +20,9 @@ cd "$(dirname "$0")/.."
 password=authstore-test
 
 if [[ "${1:-}" == "--inner" || "${1:-}" == "--inner-bench" ]]; then
-  # Inside dbus-run-session: the daemon creates (or unlocks) the login collection with the
-  # password, then serves the secrets component on this session's bus.
-  echo -n "$password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-  gnome-keyring-daemon --start --components=secrets >/dev/null
-  for _ in $(seq 50); do
-    if echo -n probe | secret-tool store --label=probe service authstore-probe username probe 2>/dev/null; then
-      break
-    fi
-    sleep 0.1
-  done
+  # Inside dbus-run-session: gnome-keyring serves this session's bus.
+  . scripts/secret-service.sh
+  start_secret_service "$password"
   if [[ "$1" == "--inner-bench" ]]; then
     export AUTHSTORE_BENCH_KEYRING=1
     exec cargo bench -p authstore-cli --bench agent_idle -- "${@:2}"

@@ -74,19 +74,24 @@ fn main() {
         let mut token = Command::new(&binary);
         token.arg("--codex-home").arg(&home).arg("token");
         let sample = measure(&mut token, runs);
-        let ratio = baseline.map(|base: Sample| sample.wall_ms / base.wall_ms);
-        baseline.get_or_insert(sample);
-        rows.push(row(
-            &format!("authstore token ({store})"),
-            &sample,
-            ratio,
-            work_factor,
-        ));
-        results.push(json!({
-            "command": "authstore token", "store": store, "runs": runs,
-            "wall_ms": sample.wall_ms, "cpu_ms": sample.cpu_ms, "max_rss_mib": sample.max_rss_mib,
-            "vs_file": ratio, "scrypt_log_n": work_factor,
-        }));
+        let base = *baseline.get_or_insert(sample);
+        let mut record = |command: &str, sample: Sample| {
+            let ratio = (command != "authstore token" || store != "file")
+                .then(|| sample.wall_ms / base.wall_ms);
+            rows.push(row(
+                &format!("{command} ({store})"),
+                &sample,
+                ratio,
+                work_factor,
+            ));
+            results.push(json!({
+                "command": command, "store": store, "runs": runs,
+                "wall_ms": sample.wall_ms, "cpu_ms": sample.cpu_ms,
+                "max_rss_mib": sample.max_rss_mib, "vs_file": ratio,
+                "scrypt_log_n": work_factor,
+            }));
+        };
+        record("authstore token", sample);
         if store == "keyring" {
             continue;
         }
@@ -102,20 +107,7 @@ fn main() {
                         "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
                         "http://127.0.0.1:9/oauth/token",
                     );
-                let sample = measure(&mut status, runs);
-                let ratio = baseline.map(|base| sample.wall_ms / base.wall_ms);
-                rows.push(row(
-                    &format!("codex login status ({store})"),
-                    &sample,
-                    ratio,
-                    work_factor,
-                ));
-                results.push(json!({
-                    "command": "codex login status", "store": store, "runs": runs,
-                    "wall_ms": sample.wall_ms, "cpu_ms": sample.cpu_ms,
-                    "max_rss_mib": sample.max_rss_mib, "vs_file": ratio,
-                    "scrypt_log_n": work_factor,
-                }));
+                record("codex login status", measure(&mut status, runs));
             }
             Some(_) => println!("(Codex rows left out: no network namespace of their own)"),
             None => println!(
