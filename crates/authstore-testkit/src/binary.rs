@@ -11,6 +11,12 @@ use tokio::process::Command;
 
 use crate::home::Home;
 
+/// Whether the binary under test is this build's (not `AUTHSTORE_TEST_BINARY`'s): only then
+/// does it have this build's features (the failpoints, say).
+pub fn bin_is_this_build() -> bool {
+    std::env::var_os("AUTHSTORE_TEST_BINARY").is_none_or(|path| path.is_empty())
+}
+
 /// The binary under test: this build's, or the one `AUTHSTORE_TEST_BINARY` names (CI points it
 /// at the static musl build, so that the multi-process tests exercise that binary too).
 ///
