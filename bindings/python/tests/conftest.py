@@ -393,3 +393,95 @@ def resource():
     yield server
     server.close()
 
+
+
+@pytest.fixture
+def secret_service(tmp_path_factory, monkeypatch):
+    """A Secret Service of this test's own: a private session bus (dbus-daemon) with
+    gnome-keyring's secrets component, its files under a scratch HOME, the login collection
+    created and unlocked with a known password; its address exported for this process and the
+    ones it starts. Skips, saying why, where dbus-daemon, gnome-keyring or secret-tool is not
+    installed (CI installs them), unless AUTHSTORE_KEYRING_TESTS=1."""
+    missing = [
+        tool
+        for tool in ("dbus-daemon", "gnome-keyring-daemon", "secret-tool")
+        if shutil.which(tool) is None
+    ]
+    if missing:
+        if os.environ.get("AUTHSTORE_KEYRING_TESTS") == "1":
+            pytest.fail(f"AUTHSTORE_KEYRING_TESTS=1 but {', '.join(missing)} not installed")
+        pytest.skip(f"no Secret Service: {', '.join(missing)} not installed")
+    root = tmp_path_factory.mktemp("secret-service")
+    home = root / "home"
+    runtime = root / "runtime"
+    home.mkdir()
+    runtime.mkdir(mode=0o700)
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        XDG_RUNTIME_DIR=str(runtime),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+    )
+    bus = subprocess.Popen(
+        [
+            "dbus-daemon",
+            "--session",
+            "--nofork",
+            "--print-address=1",
+            f"--address=unix:path={runtime / 'bus'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    try:
+        address = _read_line(bus.stdout, BOUND).strip()
+        expect(address.startswith("unix:"), f"dbus-daemon printed no address: {address!r}")
+        env["DBUS_SESSION_BUS_ADDRESS"] = address
+        for command, password in (
+            (["gnome-keyring-daemon", "--unlock", "--components=secrets"], b"authstore-test"),
+            (["gnome-keyring-daemon", "--start", "--components=secrets"], None),
+        ):
+            # Not captured: the daemon it forks keeps its stdout and stderr open.
+            subprocess.run(
+                command,
+                input=password,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=BOUND,
+                check=True,
+            )
+        for _ in range(50):
+            probe = subprocess.run(
+                ["secret-tool", "store", "--label=probe", "service", "authstore-probe"],
+                input=b"probe",
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=BOUND,
+            )
+            if probe.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("gnome-keyring did not answer on the private bus within 5 s")
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
+        yield env
+    finally:
+        # gnome-keyring-daemon leaves when its bus goes away.
+        bus.terminate()
+        bus.wait(timeout=BOUND)
+
+
+def keyring_item(env, service, account):
+    """The secret of the Secret Service item (service, account), as secret-tool reads it, or
+    None. Never shown in a failure message by the callers."""
+    found = subprocess.run(
+        ["secret-tool", "lookup", "service", service, "username", account],
+        env=env,
+        capture_output=True,
+        timeout=BOUND,
+    )
+    return found.stdout.decode() if found.returncode == 0 and found.stdout else None

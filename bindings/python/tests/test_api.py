@@ -9,7 +9,7 @@ import threading
 import authstore
 import pytest
 
-from conftest import BOUND, authstore_command, expect, jwt_payload, tokens_of
+from conftest import BOUND, authstore_command, expect, jwt_payload, keyring_item, tokens_of
 
 
 def test_credentials_of_a_fresh_login_are_read_without_a_refresh(fresh_home, authority):
@@ -269,3 +269,39 @@ def test_an_unparseable_config_is_a_value_error_naming_it(fresh_home, monkeypatc
     with pytest.raises(ValueError) as raised:
         authstore.AuthManager(home).token()
     assert "config.toml" in str(raised.value)
+
+
+def test_the_keyring_store_is_codexs_item_read_refreshed_and_written_in_place(
+    secret_service, stale_home, authority
+):
+    """A home whose Codex keeps its login in the keyring (config.toml): the manager installs
+    the login in Codex's item, refreshes the stale token once through the authority, writes the
+    new tokens back to the item, and never writes auth.json."""
+    home, document = stale_home
+    (home / "auth.json").unlink()
+    (home / "config.toml").write_text('cli_auth_credentials_store = "keyring"\n')
+    manager = authstore.AuthManager(home)
+    manager.login(document)
+    chosen = manager.status()["credentials_store"]
+    assert chosen["store"] == "keyring"
+    item = chosen["keyring_item"]
+    assert item["service"] == "Codex Auth"
+    assert item["account"].startswith("cli|")
+    stored = json.loads(keyring_item(secret_service, item["service"], item["account"]) or "{}")
+    expect(
+        stored.get("tokens", {}).get("refresh_token") == document["tokens"]["refresh_token"],
+        "the login is not in Codex's keyring item",
+    )
+
+    token = manager.token()
+    assert authority.stats()["refresh_calls"] == 1
+    expect(token != document["tokens"]["access_token"], "the stale token was handed out")
+    stored = json.loads(keyring_item(secret_service, item["service"], item["account"]) or "{}")
+    expect(
+        stored.get("tokens", {}).get("access_token") == token,
+        "the refreshed token is not in Codex's keyring item",
+    )
+    # A second manager (another process's view) takes the new token with no call.
+    expect(authstore.AuthManager(home).token() == token, "another manager read another token")
+    assert authority.stats()["refresh_calls"] == 1
+    assert not (home / "auth.json").exists()
