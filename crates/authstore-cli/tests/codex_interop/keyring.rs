@@ -437,15 +437,21 @@ impl Race {
 }
 
 /// `count` `authstore token` processes at once, each with a lock timeout shorter than its
-/// request timeout (one waiting on the broker while the broker waits on its lock fails).
-async fn authstore_tokens(lab: &Lab, count: usize) -> Vec<Output> {
-    futures::future::join_all(
-        (0..count).map(|_| lab.run_authstore(&["--lock-timeout", "5", "token"])),
-    )
-    .await
-    .into_iter()
-    .map(|(output, _)| output)
-    .collect()
+/// request timeout (one waiting on the broker while the broker waits on its lock fails). In
+/// the secrets file every holder of `auth.lock` (Codex, the broker, authstore) decrypts and
+/// encrypts with scrypt, about 1.5 s of CPU each on a 2-core machine, so a queue of them takes
+/// longer than the 5 s that is ample with the keyring item.
+async fn authstore_tokens(lab: &Lab, store: Store, count: usize) -> Vec<Output> {
+    let timeouts: &[&str] = match store {
+        Store::Keyring => &["--lock-timeout", "5"],
+        Store::SecretsFile => &["--lock-timeout", "45", "--request-timeout", "60"],
+    };
+    let args: Vec<&str> = timeouts.iter().copied().chain(["token"]).collect();
+    futures::future::join_all((0..count).map(|_| lab.run_authstore(&args)))
+        .await
+        .into_iter()
+        .map(|(output, _)| output)
+        .collect()
 }
 
 /// A stale login in `store`, the broker on the home, then `shape`'s processes on that stale
@@ -471,9 +477,11 @@ async fn race(store: Store, shape: &Shape) -> (Lab, Race) {
             }
             editors
         };
-        let (mut editors, mut printed) =
-            futures::future::join(start_editors, authstore_tokens(&lab, shape.tokens_at_start))
-                .await;
+        let (mut editors, mut printed) = futures::future::join(
+            start_editors,
+            authstore_tokens(&lab, store, shape.tokens_at_start),
+        )
+        .await;
         let startup_calls = lab.sim.refresh_calls();
         // What the store holds after the start-up, then after each round, and whether that was
         // the authority's current refresh token then.
@@ -495,7 +503,10 @@ async fn race(store: Store, shape: &Shape) -> (Lab, Race) {
             );
             let (round, round_printed) = tokio::time::timeout(
                 BOUND,
-                futures::future::join(forced, authstore_tokens(&lab, shape.tokens_per_round)),
+                futures::future::join(
+                    forced,
+                    authstore_tokens(&lab, store, shape.tokens_per_round),
+                ),
             )
             .await
             .expect("a round finished within the bound");
